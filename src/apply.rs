@@ -1,0 +1,391 @@
+//! The only code that writes to the replica.
+//!
+//! Every action, from a full pass or a watcher event, ends here, and every write goes through
+//! a directory handle with symlinks refused on the last component, so nothing outside the
+//! replica can be reached.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use rustix::fs::{
+    AtFlags, Mode, chmodat, chownat, fchmod, fchown, fstat, futimens, mkdirat, renameat, symlinkat,
+    unlinkat, utimensat,
+};
+use rustix::io::Errno;
+
+use crate::copy::{self, CopyError, CopyOptions, gid, mtime_only, uid};
+use crate::entry::Kind;
+use crate::handle::open_child_dir;
+use crate::plan::{Action, MetaFix, PlanOptions, Reason, meta_fix};
+use crate::report::{Counters, Reporter, Tally};
+use crate::scan::{entry_from_stat, scan_dir, stat_entry};
+use crate::tempname::temp_name;
+
+/// A source directory and its replica counterpart, open, with the replica-relative path used
+/// in logs.
+#[derive(Clone, Copy)]
+pub struct DirPair<'a> {
+    pub src: BorrowedFd<'a>,
+    pub dst: BorrowedFd<'a>,
+    pub rel: &'a Path,
+}
+
+/// Applies actions, logging and counting each.
+pub struct Applier<'a> {
+    pub reporter: &'a Reporter,
+    pub counters: &'a Counters,
+    pub plan: PlanOptions,
+    pub copy: CopyOptions,
+    pub stop: &'a AtomicBool,
+}
+
+/// Did an action leave the replica as planned?
+pub type Done = bool;
+
+impl Applier<'_> {
+    pub fn apply(&self, dir: DirPair<'_>, action: &Action) -> Done {
+        let path = dir.rel.join(action.name());
+        let result = match action {
+            Action::Remove { name, kind, reason } => self.remove(dir, name, *kind, *reason, &path),
+            Action::MakeDir { name, reason } => mkdirat(dir.dst, name, Mode::from_raw_mode(0o700))
+                .or_else(|e| exists_as_dir(dir.dst, name, e))
+                .map(|()| {
+                    let (tally, why) = tally_for(*reason);
+                    self.report(tally, "mkdir", &path, Kind::Dir, why, 0);
+                })
+                .map_err(io::Error::from),
+            Action::CopyFile { name, reason } => return self.copy(dir, name, *reason, &path),
+            Action::CheckContent { name } => return self.check_content(dir, name, &path),
+            Action::Symlink {
+                name,
+                target,
+                reason,
+            } => self.symlink(dir, name, target, *reason, &path),
+            Action::SetMeta { name, fix } => set_meta(dir.dst, name, fix).map(|()| {
+                self.report(Tally::Meta, "meta", &path, Kind::File, "metadata", 0);
+            }),
+            Action::SkipSpecial { .. } => {
+                self.reporter.skipped(
+                    self.counters,
+                    &path,
+                    "special file (fifo, socket or device)",
+                );
+                Ok(())
+            }
+        };
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                self.reporter.fault(self.counters, verb(action), &path, &e);
+                false
+            }
+        }
+    }
+
+    fn report(
+        &self,
+        tally: Tally,
+        act: &'static str,
+        p: &Path,
+        k: Kind,
+        why: &'static str,
+        b: u64,
+    ) {
+        self.reporter
+            .action(self.counters, tally, act, p, k.as_str(), why, b);
+    }
+
+    fn remove(
+        &self,
+        dir: DirPair<'_>,
+        name: &OsStr,
+        kind: Kind,
+        reason: Reason,
+        path: &Path,
+    ) -> io::Result<()> {
+        let removed = if kind == Kind::Dir {
+            remove_tree(dir.dst, name)?
+        } else {
+            match unlinkat(dir.dst, name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => 1,
+                // Became a directory since it was scanned: remove it as one.
+                Err(Errno::ISDIR) => remove_tree(dir.dst, name)?,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.report(Tally::Removed, "remove", path, kind, reason.as_str(), 0);
+        if removed > 1 {
+            slog::debug!(self.reporter.log, "removed subtree"; "path" => %path.display(), "entries" => removed);
+        }
+        Ok(())
+    }
+
+    fn copy(&self, dir: DirPair<'_>, name: &OsStr, reason: Reason, path: &Path) -> Done {
+        match copy::copy_file(dir.src, dir.dst, name, self.copy, self.stop) {
+            Ok(bytes) => {
+                let (tally, why) = tally_for(reason);
+                self.report(tally, "copy", path, Kind::File, why, bytes);
+                true
+            }
+            Err(CopyError::Io(e)) => {
+                self.reporter.fault(self.counters, "copy", path, &e);
+                false
+            }
+            Err(CopyError::Stopped) => false,
+            Err(e) => {
+                self.reporter
+                    .fault_msg(self.counters, "copy", path, &e.to_string());
+                false
+            }
+        }
+    }
+
+    /// `--checksum` on a same-size file: copy if the contents differ, else fix metadata.
+    fn check_content(&self, dir: DirPair<'_>, name: &OsStr, path: &Path) -> Done {
+        let same = (|| -> io::Result<Option<MetaFix>> {
+            let src = copy::open_source(dir.src, name).map_err(|e| match e {
+                CopyError::Io(e) => e,
+                other => io::Error::new(io::ErrorKind::NotFound, other.to_string()),
+            })?;
+            let src_entry = entry_from_stat(name.to_owned(), &fstat(&src)?);
+            let rep = copy::open_replica_file(dir.dst, name)?;
+            let rep_entry = entry_from_stat(name.to_owned(), &fstat(&rep)?);
+            let equal = copy::hash_fd(src)? == copy::hash_fd(rep)?;
+            Ok(equal.then(|| meta_fix(&src_entry, &rep_entry, self.plan, true)))
+        })();
+        match same {
+            Ok(Some(fix)) => {
+                if fix.is_empty() {
+                    return true;
+                }
+                match set_meta(dir.dst, name, &fix) {
+                    Ok(()) => {
+                        self.report(Tally::Meta, "meta", path, Kind::File, "metadata", 0);
+                        true
+                    }
+                    Err(e) => {
+                        self.reporter.fault(self.counters, "meta", path, &e);
+                        false
+                    }
+                }
+            }
+            Ok(None) => self.copy(dir, name, Reason::Changed, path),
+            Err(e) => {
+                self.reporter.fault(self.counters, "checksum", path, &e);
+                false
+            }
+        }
+    }
+
+    fn symlink(
+        &self,
+        dir: DirPair<'_>,
+        name: &OsStr,
+        target: &OsStr,
+        reason: Reason,
+        path: &Path,
+    ) -> io::Result<()> {
+        let src = stat_entry(dir.src, name)?
+            .filter(|e| e.kind == Kind::Symlink && e.target.as_deref() == Some(target))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "source symlink changed or vanished",
+                )
+            })?;
+        let tmp = temp_name(name);
+        symlinkat(target, dir.dst, &tmp)?;
+        let finish = || -> io::Result<()> {
+            if self.plan.owner {
+                chownat(
+                    dir.dst,
+                    &tmp,
+                    Some(uid(src.uid)),
+                    Some(gid(src.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?;
+            }
+            let t = mtime_only(src.mtime.sec, src.mtime.nsec as i64);
+            utimensat(dir.dst, &tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;
+            renameat(dir.dst, &tmp, dir.dst, name)?;
+            Ok(())
+        };
+        if let Err(e) = finish() {
+            let _ = unlinkat(dir.dst, &tmp, AtFlags::empty());
+            return Err(e);
+        }
+        let (tally, why) = tally_for(reason);
+        self.report(tally, "symlink", path, Kind::Symlink, why, 0);
+        Ok(())
+    }
+
+    /// Set a replica directory's metadata from its source once everything in it is done.
+    /// `quiet` when this pass itself created or wrote into the directory: restamping its mtime
+    /// is then bookkeeping, not news.
+    pub fn finish_dir(&self, dir: DirPair<'_>, quiet: bool) {
+        let result = (|| -> io::Result<Option<MetaFix>> {
+            let src = entry_from_stat(Default::default(), &fstat(dir.src)?);
+            let rep = entry_from_stat(Default::default(), &fstat(dir.dst)?);
+            let fix = crate::plan::dir_meta(&src, &rep, self.plan);
+            if fix.is_empty() {
+                return Ok(None);
+            }
+            if let Some((u, g)) = fix.owner {
+                fchown(dir.dst, Some(uid(u)), Some(gid(g)))?;
+            }
+            if let Some(mode) = fix.mode {
+                fchmod(dir.dst, Mode::from_raw_mode(mode))?;
+            }
+            if let Some(t) = fix.mtime {
+                futimens(dir.dst, &mtime_only(t.sec, t.nsec as i64))?;
+            }
+            Ok(Some(fix))
+        })();
+        match result {
+            Ok(Some(_)) if !quiet => {
+                self.report(Tally::Meta, "meta", dir.rel, Kind::Dir, "metadata", 0)
+            }
+            Ok(_) => {}
+            Err(e) => self.reporter.fault(self.counters, "meta", dir.rel, &e),
+        }
+    }
+
+    /// Move a replica entry to a new name (a rename seen in the source), through handles.
+    pub fn rename(
+        &self,
+        from: (BorrowedFd<'_>, &OsStr),
+        to: (BorrowedFd<'_>, &OsStr),
+        from_path: &Path,
+        to_path: &Path,
+        kind: Kind,
+    ) -> Done {
+        match renameat(from.0, from.1, to.0, to.1) {
+            Ok(()) => {
+                self.reporter.action(
+                    self.counters,
+                    Tally::Renamed,
+                    "rename",
+                    to_path,
+                    kind.as_str(),
+                    "renamed",
+                    0,
+                );
+                slog::debug!(self.reporter.log, "renamed from"; "from" => %from_path.display(), "to" => %to_path.display());
+                true
+            }
+            Err(e) => {
+                self.reporter
+                    .fault(self.counters, "rename", to_path, &e.into());
+                false
+            }
+        }
+    }
+}
+
+fn tally_for(reason: Reason) -> (Tally, &'static str) {
+    match reason {
+        Reason::New => (Tally::Created, "new"),
+        other => (Tally::Updated, other.as_str()),
+    }
+}
+
+fn verb(action: &Action) -> &'static str {
+    match action {
+        Action::Remove { .. } => "remove",
+        Action::MakeDir { .. } => "mkdir",
+        Action::CopyFile { .. } | Action::CheckContent { .. } => "copy",
+        Action::Symlink { .. } => "symlink",
+        Action::SetMeta { .. } => "meta",
+        Action::SkipSpecial { .. } => "skip",
+    }
+}
+
+fn exists_as_dir(dir: BorrowedFd<'_>, name: &OsStr, err: Errno) -> Result<(), Errno> {
+    if err == Errno::EXIST && open_child_dir(dir, name).is_ok() {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+/// Set metadata on a replica entry without following it if it is a symlink.
+pub fn set_meta(dir: BorrowedFd<'_>, name: &OsStr, fix: &MetaFix) -> io::Result<()> {
+    if let Some((u, g)) = fix.owner {
+        chownat(
+            dir,
+            name,
+            Some(uid(u)),
+            Some(gid(g)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    if let Some(mode) = fix.mode {
+        chmod_nofollow(dir, name, mode)?;
+    }
+    if let Some(t) = fix.mtime {
+        utimensat(
+            dir,
+            name,
+            &mtime_only(t.sec, t.nsec as i64),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
+}
+
+/// `fchmodat2(AT_SYMLINK_NOFOLLOW)` where the kernel has it (6.6+), else chmod through a
+/// handle opened with `O_NOFOLLOW`.
+fn chmod_nofollow(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    match chmodat(
+        dir,
+        name,
+        Mode::from_raw_mode(mode),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOSYS | Errno::OPNOTSUPP | Errno::INVAL) => {
+            let fd = copy::open_replica_file(dir, name)?;
+            Ok(fchmod(fd, Mode::from_raw_mode(mode))?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove a replica directory and everything under it, never following a symlink. Returns
+/// the number of entries removed.
+pub fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<u64> {
+    let fd = match open_child_dir(parent, name) {
+        Ok(fd) => fd,
+        // Not a directory (any more): a plain unlink does it.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+            unlinkat(parent, name, AtFlags::empty())?;
+            return Ok(1);
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let st = fstat(&fd)?;
+    if st.st_mode & 0o700 != 0o700 {
+        // Our own replica dir made read-only from the source: we still must empty it.
+        fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777))?;
+    }
+    let mut removed = 0;
+    for e in scan_dir(&fd)?.entries {
+        removed += match e.kind {
+            Kind::Dir => remove_tree(fd.as_fd(), &e.name)?,
+            _ => match unlinkat(&fd, &e.name, AtFlags::empty()) {
+                Ok(()) => 1,
+                Err(Errno::NOENT) => 0,
+                Err(Errno::ISDIR) => remove_tree(fd.as_fd(), &e.name)?,
+                Err(err) => return Err(err.into()),
+            },
+        };
+    }
+    match unlinkat(parent, name, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(removed + 1),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,118 @@
+//! The command line as typed: raw clap values, validated later by `config`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+const ABOUT: &str =
+    "Keep a replica folder an exact one-way mirror of a source folder, in near real time.";
+
+const LONG_ABOUT: &str = "\
+Keep a replica folder an exact one-way mirror of a source folder, in near real time.
+
+replwatch watches SOURCE and mirrors every change into REPLICA within a fraction of a second, \
+and runs a full reconciliation every --interval to repair anything the watcher missed. With \
+--once it makes one full pass and exits (for cron, systemd timers or Task Scheduler).
+
+What is preserved: the tree, entry types, file bytes, symlinks (as links, never followed), \
+permission bits, modification times of files, directories and symlinks (to the nanosecond), \
+empty directories, and owner and group when run as root. Extra entries in REPLICA are removed. \
+Not preserved: hard links (copied as separate files), ACLs, extended attributes, access times. \
+Fifos, sockets and devices are skipped with a warning. Files are written to a temp file beside \
+the target and renamed into place, so a reader never sees half a file.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "replwatch",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = crate::exit::HELP,
+    after_long_help = concat!(
+        "Examples:\n",
+        "  replwatch -s ~/work -r /mnt/backup/work -l ~/.local/state/replwatch\n",
+        "  replwatch -s ./src -r ./mirror -l ./logs --once\n",
+        "  replwatch --fld_src ./a --fld_sync ./b --fld_log ./logs -i 5 -d 60   (minutes)\n\n",
+        "Exit codes:\n",
+        "  0  success: the replica mirrors the source (also after Ctrl-C, SIGTERM or --duration)\n",
+        "  1  fatal error: the source vanished or the replica could not be used\n",
+        "  2  bad input: invalid flags or folders; nothing was written\n",
+        "  3  partial: some entries could not be mirrored (each is in the log)"
+    )
+)]
+pub struct Cli {
+    /// Folder to mirror (read only, never changed). Alias: --fld_src.
+    #[arg(short = 's', long = "source", alias = "fld_src", value_name = "SRC")]
+    pub source: PathBuf,
+
+    /// Folder kept identical to SRC (created if missing). Alias: --fld_sync.
+    #[arg(
+        short = 'r',
+        long = "replica",
+        alias = "fld_sync",
+        value_name = "REPLICA"
+    )]
+    pub replica: PathBuf,
+
+    /// Folder for replwatch.log (created if missing; not inside SRC or REPLICA). Alias: --fld_log.
+    #[arg(
+        short = 'l',
+        long = "log-dir",
+        alias = "fld_log",
+        value_name = "LOGDIR"
+    )]
+    pub log_dir: PathBuf,
+
+    /// Make one full pass and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Time between full reconciliations in live mode, e.g. 30s, 5m; a bare number is minutes.
+    #[arg(
+        short = 'i',
+        long,
+        default_value = "1m",
+        value_name = "TIME",
+        allow_negative_numbers = true
+    )]
+    pub interval: String,
+
+    /// How long live mode runs before exiting, e.g. 8h, 90 (minutes), or `forever`.
+    #[arg(
+        short = 'd',
+        long,
+        default_value = "1d",
+        value_name = "TIME",
+        allow_negative_numbers = true
+    )]
+    pub duration: String,
+
+    /// Quiet time after a change before it is mirrored (live mode), e.g. 50ms.
+    #[arg(long, default_value = "200ms", value_name = "TIME")]
+    pub debounce: String,
+
+    /// Compare file contents (blake3) instead of size and mtime, like `rsync -c`.
+    #[arg(long)]
+    pub checksum: bool,
+
+    /// fsync each copied file before renaming it into place (durable across power loss, slower).
+    #[arg(long)]
+    pub fsync: bool,
+
+    /// Allow a pass to empty a non-empty REPLICA because SRC is empty (off: an unmounted
+    /// disk looks like an empty folder).
+    #[arg(long)]
+    pub allow_empty_source: bool,
+
+    /// Parallel copy workers [default: the number of CPUs].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+
+    /// More detail on the console (-vv for trace).
+    #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors on the console (the logfile keeps everything).
+    #[arg(short, long)]
+    pub quiet: bool,
+}

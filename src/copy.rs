@@ -1,0 +1,254 @@
+//! Copying one file so that nobody ever sees half of it.
+//!
+//! The data goes to a temp file beside the target (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0600),
+//! then owner, mode and mtime are set on the open handle and the temp is renamed over the
+//! target. The source is stat-ed before and after: if it changed while being copied the copy
+//! is thrown away and taken again, a bounded number of times. The replica is stamped with the
+//! *pre-copy* mtime, so a change that slipped past the check is seen by the next quick check.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::fs::{
+    AtFlags, Mode, OFlags, Stat, Timespec, Timestamps, UTIME_OMIT, copy_file_range, fchmod, fchown,
+    fstat, fsync, futimens, openat, renameat, statat, unlinkat,
+};
+use rustix::io::Errno;
+
+use crate::tempname::temp_name;
+
+/// How many times a file that keeps changing under us is copied before we give up for now.
+pub const MAX_ATTEMPTS: u32 = 3;
+const CHUNK: usize = 16 << 20;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CopyOptions {
+    pub owner: bool,
+    pub fsync: bool,
+}
+
+/// Why a copy did not land, beyond plain I/O errors.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The source is gone (or is no longer a regular file).
+    Vanished,
+    /// The source changed during every attempt; the replica was left as it was.
+    Unstable,
+    /// A stop was requested; the temp file was removed.
+    Stopped,
+    Io(io::Error),
+}
+
+impl From<Errno> for CopyError {
+    fn from(e: Errno) -> Self {
+        CopyError::Io(e.into())
+    }
+}
+
+impl From<io::Error> for CopyError {
+    fn from(e: io::Error) -> Self {
+        CopyError::Io(e)
+    }
+}
+
+impl std::fmt::Display for CopyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CopyError::Vanished => f.write_str("source vanished"),
+            CopyError::Unstable => write!(
+                f,
+                "source kept changing while being copied ({MAX_ATTEMPTS} attempts); left for the next pass"
+            ),
+            CopyError::Stopped => f.write_str("stopped"),
+            CopyError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A temp file that removes itself unless it was renamed into place.
+struct Temp<'a> {
+    dir: BorrowedFd<'a>,
+    name: OsString,
+    armed: bool,
+}
+
+impl Drop for Temp<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = unlinkat(self.dir, &self.name, AtFlags::empty());
+        }
+    }
+}
+
+fn create_temp<'a>(dir: BorrowedFd<'a>, target: &OsStr) -> io::Result<(Temp<'a>, OwnedFd)> {
+    loop {
+        let name = temp_name(target);
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match openat(dir, &name, flags, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => {
+                return Ok((
+                    Temp {
+                        dir,
+                        name,
+                        armed: true,
+                    },
+                    fd,
+                ));
+            }
+            Err(Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Open a source entry for reading, refusing symlinks and never blocking on a fifo.
+pub fn open_source(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, CopyError> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    match openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => Ok(fd),
+        Err(Errno::NOENT) | Err(Errno::LOOP) => Err(CopyError::Vanished),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn unchanged(before: &Stat, after: &Stat) -> bool {
+    before.st_ino == after.st_ino
+        && before.st_dev == after.st_dev
+        && before.st_size == after.st_size
+        && before.st_mtime == after.st_mtime
+        && before.st_mtime_nsec == after.st_mtime_nsec
+        && before.st_ctime == after.st_ctime
+        && before.st_ctime_nsec == after.st_ctime_nsec
+}
+
+/// Copy `name` from `src_dir` over `name` in `dst_dir`. Returns the bytes copied.
+pub fn copy_file(
+    src_dir: BorrowedFd<'_>,
+    dst_dir: BorrowedFd<'_>,
+    name: &OsStr,
+    opts: CopyOptions,
+    stop: &AtomicBool,
+) -> Result<u64, CopyError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let src = open_source(src_dir, name)?;
+        let before = fstat(&src)?;
+        if crate::scan::kind_of(&before) != crate::entry::Kind::File {
+            return Err(CopyError::Vanished);
+        }
+        let (mut temp, out) = create_temp(dst_dir, name)?;
+        let copied = copy_data(&src, &out, stop)?;
+        let after = match statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(CopyError::Vanished),
+            Err(e) => return Err(e.into()),
+        };
+        if !unchanged(&before, &after) || copied != before.st_size as u64 {
+            continue; // the temp removes itself
+        }
+        if opts.owner {
+            fchown(&out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
+        }
+        fchmod(
+            &out,
+            Mode::from_raw_mode((before.st_mode as u32 & 0o7777) as _),
+        )?;
+        futimens(
+            &out,
+            &mtime_only(before.st_mtime as i64, before.st_mtime_nsec as i64),
+        )?;
+        if opts.fsync {
+            fsync(&out)?;
+        }
+        drop(out);
+        renameat(dst_dir, &temp.name, dst_dir, name)?;
+        temp.armed = false;
+        return Ok(copied);
+    }
+    Err(CopyError::Unstable)
+}
+
+/// Kernel-side copy (`copy_file_range`: reflinks where the filesystem can, no userspace
+/// buffer), falling back to a read/write loop where the kernel refuses.
+fn copy_data(src: &OwnedFd, out: &OwnedFd, stop: &AtomicBool) -> Result<u64, CopyError> {
+    let (mut off_in, mut off_out) = (0u64, 0u64);
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(CopyError::Stopped);
+        }
+        match copy_file_range(src, Some(&mut off_in), out, Some(&mut off_out), CHUNK) {
+            Ok(0) => return Ok(off_out),
+            Ok(_) => {}
+            Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
+                if off_out == 0 =>
+            {
+                return copy_loop(src, out, stop);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn copy_loop(src: &OwnedFd, out: &OwnedFd, stop: &AtomicBool) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(CopyError::Stopped);
+        }
+        let n = rustix::io::pread(src, &mut buf[..], off)?;
+        if n == 0 {
+            return Ok(off);
+        }
+        let mut written = 0;
+        while written < n {
+            written += rustix::io::pwrite(out, &buf[written..n], off + written as u64)?;
+        }
+        off += n as u64;
+    }
+}
+
+/// The blake3 hash of an open file, streamed (a file truncated under an mmap could SIGBUS).
+pub fn hash_fd(fd: OwnedFd) -> io::Result<blake3::Hash> {
+    let mut hasher = blake3::Hasher::new();
+    let mut file = File::from(fd);
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+pub fn mtime_only(sec: i64, nsec: i64) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: Timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        },
+    }
+}
+
+pub fn uid(raw: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(raw)
+}
+
+pub fn gid(raw: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(raw)
+}
+
+/// Open a file in the replica for reading, refusing symlinks.
+pub fn open_replica_file(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    Ok(openat(dir, name, flags, Mode::empty())?)
+}

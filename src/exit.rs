@@ -1,0 +1,83 @@
+//! Exit codes, decided in one place and documented in `--help` and the README.
+
+use std::process::ExitCode;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: the replica mirrors the source (also after a clean stop by signal or `--duration`).
+    Success,
+    /// 1: a fatal error stopped the run (source vanished at start, replica unusable).
+    Fatal,
+    /// 2: bad command-line input; nothing was written.
+    BadInput,
+    /// 3: the run finished but some entries could not be mirrored (see the log).
+    Partial,
+}
+
+impl Outcome {
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Fatal => 1,
+            Outcome::BadInput => 2,
+            Outcome::Partial => 3,
+        }
+    }
+
+    /// The worse of two outcomes.
+    pub fn worst(self, other: Outcome) -> Outcome {
+        fn rank(o: Outcome) -> u8 {
+            match o {
+                Outcome::Success => 0,
+                Outcome::Partial => 1,
+                Outcome::Fatal => 2,
+                Outcome::BadInput => 3,
+            }
+        }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        ExitCode::from(o.code())
+    }
+}
+
+/// The text shown in `--help`.
+pub const HELP: &str = "Exit codes:
+  0  success: the replica mirrors the source (also after Ctrl-C, SIGTERM or --duration)
+  1  fatal error: the source vanished or the replica could not be used
+  2  bad input: invalid flags or folders; nothing was written
+  3  partial: some entries could not be mirrored (each is in the log)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct() {
+        let all = [
+            Outcome::Success,
+            Outcome::Fatal,
+            Outcome::BadInput,
+            Outcome::Partial,
+        ];
+        let mut codes: Vec<u8> = all.iter().map(|o| o.code()).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), 4);
+    }
+
+    #[test]
+    fn worst_keeps_the_more_severe() {
+        assert_eq!(Outcome::Success.worst(Outcome::Partial), Outcome::Partial);
+        assert_eq!(Outcome::Fatal.worst(Outcome::Partial), Outcome::Fatal);
+        assert_eq!(Outcome::Partial.worst(Outcome::Success), Outcome::Partial);
+    }
+}

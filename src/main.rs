@@ -1,0 +1,38 @@
+//! The entry point: parse, validate, set up logging, run, map the outcome to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use replwatch::cli::Cli;
+use replwatch::config::Config;
+use replwatch::exit::Outcome;
+use replwatch::log::{LogSettings, init};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_cli(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("replwatch: error: {e}");
+            return Outcome::BadInput.into();
+        }
+    };
+    let settings = LogSettings {
+        dir: &config.log_dir,
+        verbosity: config.verbosity,
+    };
+    let (log, guard, _) = match init(&settings) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "replwatch: error: cannot write the log in {}: {e}",
+                config.log_dir.display()
+            );
+            return Outcome::BadInput.into();
+        }
+    };
+    let outcome = replwatch::run::run(&config, &log);
+    drop(log);
+    drop(guard); // flushes the log: last, after every worker has stopped
+    outcome.into()
+}

@@ -1,0 +1,435 @@
+//! Deciding what to do, without doing it.
+//!
+//! `plan_dir` is a pure function from the listings of one source directory and its replica
+//! counterpart to a list of actions: no disk, no clock. That is what makes it cheap to test
+//! exhaustively (see the proptest below) and what makes `--dry-run` nothing more than
+//! "print the plan". Planning one directory at a time keeps memory bounded by the largest
+//! directory, not by the tree.
+
+use std::cmp::Ordering;
+use std::ffi::OsString;
+
+use crate::entry::{Entry, Kind, Time};
+use crate::tempname::is_temp_name;
+
+/// What to compare beyond the always-compared tree, types, link targets, modes and mtimes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Compare file contents (blake3) instead of trusting size + mtime (`rsync -c`).
+    pub checksum: bool,
+    /// Mirror owner and group (only possible as root).
+    pub owner: bool,
+}
+
+/// Why an entry is copied or replaced: logged with every action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Not in the replica.
+    New,
+    /// Size or mtime differ (or contents, with `--checksum`).
+    Changed,
+    /// The replica holds another kind of entry under this name.
+    TypeChange,
+    /// In the replica but not in the source.
+    Extra,
+    /// A temp file left by an interrupted run.
+    StaleTemp,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::Changed => "changed",
+            Reason::TypeChange => "type-change",
+            Reason::Extra => "extra",
+            Reason::StaleTemp => "stale-temp",
+        }
+    }
+}
+
+/// Metadata to set on an entry whose contents are already right.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct MetaFix {
+    pub mode: Option<u32>,
+    pub mtime: Option<Time>,
+    pub owner: Option<(u32, u32)>,
+}
+
+impl MetaFix {
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.mtime.is_none() && self.owner.is_none()
+    }
+}
+
+/// One step of a directory's plan. Names are single path components of that directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Remove the replica entry (a whole subtree for a dir), never following links.
+    Remove {
+        name: OsString,
+        kind: Kind,
+        reason: Reason,
+    },
+    /// Create the directory (its contents and metadata follow when it is descended).
+    MakeDir { name: OsString, reason: Reason },
+    /// Copy the source file over the replica name, atomically.
+    CopyFile { name: OsString, reason: Reason },
+    /// Same size, `--checksum`: hash both and copy only if they differ (fix metadata anyway).
+    CheckContent { name: OsString },
+    /// Create or retarget a symlink, atomically.
+    Symlink {
+        name: OsString,
+        target: OsString,
+        reason: Reason,
+    },
+    /// Contents match; only metadata differs.
+    SetMeta { name: OsString, fix: MetaFix },
+    /// A fifo, socket or device in the source: not mirrored.
+    SkipSpecial { name: OsString },
+}
+
+impl Action {
+    pub fn name(&self) -> &OsString {
+        match self {
+            Action::Remove { name, .. }
+            | Action::MakeDir { name, .. }
+            | Action::CopyFile { name, .. }
+            | Action::CheckContent { name }
+            | Action::Symlink { name, .. }
+            | Action::SetMeta { name, .. }
+            | Action::SkipSpecial { name } => name,
+        }
+    }
+}
+
+/// The actions that make `replica` match `source` for one directory.
+///
+/// Both listings must be sorted by name. Names in `keep` are source entries that could not be
+/// read: their replica counterparts are left exactly as they are (never delete on the strength
+/// of a failed scan). Directories present on both sides get no action here: the caller
+/// descends into every source directory and fixes its metadata afterwards with [`dir_meta`],
+/// because writing into a directory changes its mtime.
+pub fn plan_dir(
+    source: &[Entry],
+    replica: &[Entry],
+    keep: &[OsString],
+    opts: PlanOptions,
+) -> Vec<Action> {
+    debug_assert!(source.is_sorted_by(|a, b| a.name < b.name));
+    debug_assert!(replica.is_sorted_by(|a, b| a.name < b.name));
+    let mut actions = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    loop {
+        let order = match (source.get(i), replica.get(j)) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(s), Some(r)) => s.name.cmp(&r.name),
+        };
+        match order {
+            Ordering::Less => {
+                plan_entry(&source[i], None, opts, &mut actions);
+                i += 1;
+            }
+            Ordering::Greater => {
+                let r = &replica[j];
+                if !keep.contains(&r.name) {
+                    let reason = if is_temp_name(&r.name) {
+                        Reason::StaleTemp
+                    } else {
+                        Reason::Extra
+                    };
+                    actions.push(Action::Remove {
+                        name: r.name.clone(),
+                        kind: r.kind,
+                        reason,
+                    });
+                }
+                j += 1;
+            }
+            Ordering::Equal => {
+                plan_entry(&source[i], Some(&replica[j]), opts, &mut actions);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    actions
+}
+
+/// The actions for one name, given the source entry and what the replica holds there.
+pub fn plan_entry(src: &Entry, rep: Option<&Entry>, opts: PlanOptions, out: &mut Vec<Action>) {
+    let name = || src.name.clone();
+    if src.kind == Kind::Special {
+        // Not mirrored; whatever the replica holds under this name would be "extra".
+        if let Some(r) = rep {
+            out.push(Action::Remove {
+                name: name(),
+                kind: r.kind,
+                reason: Reason::Extra,
+            });
+        }
+        out.push(Action::SkipSpecial { name: name() });
+        return;
+    }
+    let reason = match rep {
+        None => Reason::New,
+        Some(r) if r.kind != src.kind => {
+            out.push(Action::Remove {
+                name: name(),
+                kind: r.kind,
+                reason: Reason::TypeChange,
+            });
+            Reason::TypeChange
+        }
+        Some(r) => {
+            plan_same_kind(src, r, opts, out);
+            return;
+        }
+    };
+    out.push(match src.kind {
+        Kind::Dir => Action::MakeDir {
+            name: name(),
+            reason,
+        },
+        Kind::File => Action::CopyFile {
+            name: name(),
+            reason,
+        },
+        Kind::Symlink => Action::Symlink {
+            name: name(),
+            target: src.target.clone().unwrap_or_default(),
+            reason,
+        },
+        Kind::Special => unreachable!("handled above"),
+    });
+}
+
+fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Action>) {
+    match src.kind {
+        Kind::Dir | Kind::Special => {}
+        Kind::File => {
+            if src.size != rep.size || (!opts.checksum && src.mtime != rep.mtime) {
+                out.push(Action::CopyFile {
+                    name: src.name.clone(),
+                    reason: Reason::Changed,
+                });
+            } else if opts.checksum {
+                out.push(Action::CheckContent {
+                    name: src.name.clone(),
+                });
+            } else {
+                push_meta(src, rep, opts, true, out);
+            }
+        }
+        Kind::Symlink => {
+            if src.target != rep.target {
+                out.push(Action::Symlink {
+                    name: src.name.clone(),
+                    target: src.target.clone().unwrap_or_default(),
+                    reason: Reason::Changed,
+                });
+            } else {
+                // Linux has no permission bits on symlinks: compare mtime and owner only.
+                push_meta(src, rep, opts, false, out);
+            }
+        }
+    }
+}
+
+fn push_meta(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool, out: &mut Vec<Action>) {
+    let fix = meta_fix(src, rep, opts, with_mode);
+    if !fix.is_empty() {
+        out.push(Action::SetMeta {
+            name: src.name.clone(),
+            fix,
+        });
+    }
+}
+
+/// The metadata of `rep` that differs from `src`.
+pub fn meta_fix(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool) -> MetaFix {
+    MetaFix {
+        mode: (with_mode && src.mode != rep.mode).then_some(src.mode),
+        mtime: (src.mtime != rep.mtime).then_some(src.mtime),
+        owner: (opts.owner && (src.uid, src.gid) != (rep.uid, rep.gid))
+            .then_some((src.uid, src.gid)),
+    }
+}
+
+/// Metadata to set on a replica directory once everything inside it is done.
+pub fn dir_meta(src: &Entry, rep: &Entry, opts: PlanOptions) -> MetaFix {
+    meta_fix(src, rep, opts, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(name: &str, kind: Kind) -> Entry {
+        let mut en = Entry::new(name, kind);
+        if kind == Kind::Symlink {
+            en.target = Some("t".into());
+        }
+        en
+    }
+
+    fn plan(src: &[Entry], rep: &[Entry]) -> Vec<Action> {
+        plan_dir(src, rep, &[], PlanOptions::default())
+    }
+
+    #[test]
+    fn identical_listings_need_nothing() {
+        let l = vec![e("a", Kind::File), e("b", Kind::Dir), e("c", Kind::Symlink)];
+        assert!(plan(&l, &l).is_empty());
+    }
+
+    #[test]
+    fn new_entries_are_created() {
+        let src = vec![e("a", Kind::File), e("b", Kind::Dir), e("c", Kind::Symlink)];
+        let acts = plan(&src, &[]);
+        assert_eq!(
+            acts,
+            vec![
+                Action::CopyFile {
+                    name: "a".into(),
+                    reason: Reason::New
+                },
+                Action::MakeDir {
+                    name: "b".into(),
+                    reason: Reason::New
+                },
+                Action::Symlink {
+                    name: "c".into(),
+                    target: "t".into(),
+                    reason: Reason::New
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_entries_are_removed_and_stale_temps_named_as_such() {
+        let rep = vec![e(".a.replwatch-abc123.tmp", Kind::File), e("x", Kind::Dir)];
+        let acts = plan(&[], &rep);
+        assert_eq!(
+            acts,
+            vec![
+                Action::Remove {
+                    name: ".a.replwatch-abc123.tmp".into(),
+                    kind: Kind::File,
+                    reason: Reason::StaleTemp
+                },
+                Action::Remove {
+                    name: "x".into(),
+                    kind: Kind::Dir,
+                    reason: Reason::Extra
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn every_type_conflict_removes_then_creates() {
+        let kinds = [Kind::File, Kind::Dir, Kind::Symlink];
+        for s in kinds {
+            for r in kinds {
+                if s == r {
+                    continue;
+                }
+                let acts = plan(&[e("n", s)], &[e("n", r)]);
+                assert_eq!(acts.len(), 2, "{s:?} over {r:?}");
+                assert_eq!(
+                    acts[0],
+                    Action::Remove {
+                        name: "n".into(),
+                        kind: r,
+                        reason: Reason::TypeChange
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn quick_check_uses_size_and_mtime() {
+        let src = e("f", Kind::File);
+        let mut rep = src.clone();
+        rep.mtime.nsec = 1;
+        assert!(matches!(
+            plan(std::slice::from_ref(&src), &[rep])[0],
+            Action::CopyFile {
+                reason: Reason::Changed,
+                ..
+            }
+        ));
+        let mut rep = src.clone();
+        rep.size = 9;
+        assert!(matches!(
+            plan(std::slice::from_ref(&src), &[rep])[0],
+            Action::CopyFile { .. }
+        ));
+    }
+
+    #[test]
+    fn mode_only_change_sets_metadata() {
+        let src = e("f", Kind::File);
+        let mut rep = src.clone();
+        rep.mode = 0o600;
+        assert_eq!(
+            plan(&[src], &[rep]),
+            vec![Action::SetMeta {
+                name: "f".into(),
+                fix: MetaFix {
+                    mode: Some(0o644),
+                    ..MetaFix::default()
+                }
+            }]
+        );
+    }
+
+    #[test]
+    fn owner_compared_only_when_asked() {
+        let src = e("f", Kind::File);
+        let mut rep = src.clone();
+        rep.uid = 1000;
+        assert!(plan(std::slice::from_ref(&src), &[rep.clone()]).is_empty());
+        let opts = PlanOptions {
+            owner: true,
+            ..Default::default()
+        };
+        assert_eq!(plan_dir(&[src], &[rep], &[], opts).len(), 1);
+    }
+
+    #[test]
+    fn checksum_mode_checks_same_size_files_even_with_equal_mtime() {
+        let src = e("f", Kind::File);
+        let opts = PlanOptions {
+            checksum: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_dir(
+                std::slice::from_ref(&src),
+                std::slice::from_ref(&src),
+                &[],
+                opts
+            ),
+            vec![Action::CheckContent { name: "f".into() }]
+        );
+    }
+
+    #[test]
+    fn unreadable_source_entries_keep_their_replica() {
+        let rep = vec![e("secret", Kind::Dir)];
+        assert!(plan_dir(&[], &rep, &["secret".into()], PlanOptions::default()).is_empty());
+    }
+
+    #[test]
+    fn specials_are_skipped_and_never_left_as_stale_replica_entries() {
+        let acts = plan(&[e("fifo", Kind::Special)], &[e("fifo", Kind::File)]);
+        assert_eq!(acts.len(), 2);
+        assert!(matches!(acts[1], Action::SkipSpecial { .. }));
+    }
+}

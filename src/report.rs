@@ -1,0 +1,162 @@
+//! What a pass did: counters shared by the walker and the copy workers, and the one place
+//! that turns an action or a fault into a structured log record.
+
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use slog::{Logger, error, info, warn};
+
+/// Why a pass or a sync ran: logged with every action it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    /// The first pass of a run, or `--once`.
+    Initial,
+    /// A watcher event.
+    Event,
+    /// The periodic reconciliation: anything it repairs is drift the watcher missed.
+    Reconcile,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Initial => "initial",
+            Trigger::Event => "event",
+            Trigger::Reconcile => "reconcile",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub scanned: AtomicU64,
+    pub created: AtomicU64,
+    pub updated: AtomicU64,
+    pub meta: AtomicU64,
+    pub removed: AtomicU64,
+    pub renamed: AtomicU64,
+    pub bytes: AtomicU64,
+    pub errors: AtomicU64,
+    pub skipped: AtomicU64,
+}
+
+/// A snapshot of [`Counters`] at the end of a pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub scanned: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub meta: u64,
+    pub removed: u64,
+    pub renamed: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub skipped: u64,
+}
+
+impl Summary {
+    pub fn changes(&self) -> u64 {
+        self.created + self.updated + self.meta + self.removed + self.renamed
+    }
+}
+
+/// The kind of counter an action moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    Created,
+    Updated,
+    Meta,
+    Removed,
+    Renamed,
+}
+
+impl Counters {
+    pub fn add(&self, tally: Tally) {
+        let c = match tally {
+            Tally::Created => &self.created,
+            Tally::Updated => &self.updated,
+            Tally::Meta => &self.meta,
+            Tally::Removed => &self.removed,
+            Tally::Renamed => &self.renamed,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn summary(&self) -> Summary {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Summary {
+            scanned: g(&self.scanned),
+            created: g(&self.created),
+            updated: g(&self.updated),
+            meta: g(&self.meta),
+            removed: g(&self.removed),
+            renamed: g(&self.renamed),
+            bytes: g(&self.bytes),
+            errors: g(&self.errors),
+            skipped: g(&self.skipped),
+        }
+    }
+}
+
+/// Logs actions and faults with their paths and counts them.
+#[derive(Clone)]
+pub struct Reporter {
+    pub log: Logger,
+    pub trigger: Trigger,
+}
+
+impl Reporter {
+    /// One record per change made to the replica.
+    #[allow(clippy::too_many_arguments)]
+    pub fn action(
+        &self,
+        counters: &Counters,
+        tally: Tally,
+        action: &'static str,
+        path: &Path,
+        kind: &'static str,
+        reason: &'static str,
+        bytes: u64,
+    ) {
+        counters.add(tally);
+        counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let drift = self.trigger == Trigger::Reconcile;
+        info!(self.log, "{}", action;
+            "action" => action, "path" => %path.display(), "kind" => kind,
+            "reason" => reason, "bytes" => bytes, "trigger" => self.trigger.as_str(),
+            "drift" => drift);
+    }
+
+    /// A per-entry fault: logged with its path and errno, counted, and the pass goes on.
+    pub fn fault(&self, counters: &Counters, action: &'static str, path: &Path, err: &io::Error) {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        error!(self.log, "{} failed: {}: {}", action, path.display(), err;
+            "action" => action, "path" => %path.display(), "error" => %err,
+            "errno" => err.raw_os_error().unwrap_or(0), "trigger" => self.trigger.as_str());
+    }
+
+    /// A fault that is not an I/O error (a file that kept changing, a vanished source).
+    pub fn fault_msg(&self, counters: &Counters, action: &'static str, path: &Path, msg: &str) {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        warn!(self.log, "{} skipped: {}: {}", action, path.display(), msg;
+            "action" => action, "path" => %path.display(), "error" => msg,
+            "trigger" => self.trigger.as_str());
+    }
+
+    pub fn skipped(&self, counters: &Counters, path: &Path, why: &str) {
+        counters.skipped.fetch_add(1, Ordering::Relaxed);
+        warn!(self.log, "skip {}", path.display();
+            "action" => "skip", "path" => %path.display(), "reason" => why);
+    }
+
+    pub fn summary(&self, s: &Summary, elapsed: Duration) {
+        info!(self.log, "pass done";
+            "action" => "summary", "trigger" => self.trigger.as_str(),
+            "scanned" => s.scanned, "created" => s.created, "updated" => s.updated,
+            "meta" => s.meta, "removed" => s.removed, "renamed" => s.renamed,
+            "bytes" => s.bytes, "errors" => s.errors, "skipped" => s.skipped,
+            "elapsed_ms" => elapsed.as_millis() as u64);
+    }
+}

@@ -1,0 +1,70 @@
+//! The top of the library: turn a validated configuration into a finished run.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use slog::{Logger, error, info, warn};
+
+use crate::config::Config;
+use crate::copy::CopyOptions;
+use crate::exit::Outcome;
+use crate::pass::{Engine, PassError, SyncOptions};
+use crate::plan::PlanOptions;
+use crate::report::{Summary, Trigger};
+
+/// Build the engine for a configuration.
+pub fn engine(config: &Config, log: &Logger, stop: Arc<AtomicBool>) -> Engine {
+    let owner = rustix::process::geteuid().is_root();
+    Engine {
+        source: config.source.clone(),
+        replica: config.replica.clone(),
+        opts: SyncOptions {
+            plan: PlanOptions {
+                checksum: config.checksum,
+                owner,
+            },
+            copy: CopyOptions {
+                owner,
+                fsync: config.fsync,
+            },
+            workers: config.workers,
+            allow_empty_source: config.allow_empty_source,
+        },
+        log: log.clone(),
+        stop,
+    }
+}
+
+/// Run replwatch as configured and say how it ended.
+pub fn run(config: &Config, log: &Logger) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let engine = engine(config, log, Arc::clone(&stop));
+    info!(log, "starting";
+        "source" => %config.source.display(), "replica" => %config.replica.display(),
+        "mode" => if config.once { "once" } else { "live" });
+    let outcome = pass_outcome(log, engine.full_pass(Trigger::Initial));
+    if !config.once {
+        warn!(log, "live mode is not built yet: made one full pass");
+    }
+    outcome
+}
+
+/// What a pass's result means for the exit status.
+pub fn pass_outcome(log: &Logger, result: Result<Summary, PassError>) -> Outcome {
+    match result {
+        Ok(s) if s.errors == 0 => Outcome::Success,
+        Ok(s) => {
+            warn!(log, "pass finished with {} errors", s.errors; "errors" => s.errors);
+            Outcome::Partial
+        }
+        Err(PassError::Stopped) => Outcome::Success,
+        Err(e @ PassError::EmptySource) => {
+            error!(log, "{}", e);
+            Outcome::Partial
+        }
+        Err(e) => {
+            error!(log, "{}", e);
+            Outcome::Fatal
+        }
+    }
+}

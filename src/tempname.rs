@@ -1,0 +1,103 @@
+//! Names of the temporary files that make every write atomic.
+//!
+//! A copy is written to `.NAME.replwatch-XXXXXX.tmp` beside its target and renamed over it,
+//! so a reader of the replica never sees half a file. The name must be recognisable, so that a
+//! pass after a crash can remove what a killed run left behind, and must stay within the
+//! 255-byte name limit even when NAME is already near it.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const MARK: &[u8] = b".replwatch-";
+const SUFFIX: &[u8] = b".tmp";
+const RANDOM_LEN: usize = 6;
+/// Longest part of the original name kept in a temp name: 255 minus the fixed parts.
+const MAX_KEPT: usize = 255 - 1 - MARK.len() - RANDOM_LEN - SUFFIX.len();
+
+/// A fresh temp name for `target`. `salt` makes retries differ.
+pub fn temp_name(target: &OsStr) -> OsString {
+    let kept = &target.as_bytes()[..target.len().min(MAX_KEPT)];
+    let mut out = Vec::with_capacity(kept.len() + 24);
+    out.push(b'.');
+    out.extend_from_slice(kept);
+    out.extend_from_slice(MARK);
+    out.extend_from_slice(random_tag().as_bytes());
+    out.extend_from_slice(SUFFIX);
+    OsString::from_vec(out)
+}
+
+/// True for a name this tool made with [`temp_name`].
+pub fn is_temp_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    if b.len() < 1 + MARK.len() + RANDOM_LEN + SUFFIX.len() || b[0] != b'.' || !b.ends_with(SUFFIX)
+    {
+        return false;
+    }
+    let tag_end = b.len() - SUFFIX.len();
+    let tag = &b[tag_end - RANDOM_LEN..tag_end];
+    let mark = &b[tag_end - RANDOM_LEN - MARK.len()..tag_end - RANDOM_LEN];
+    mark == MARK && tag.iter().all(u8::is_ascii_alphanumeric)
+}
+
+fn random_tag() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 32)
+        ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut x = seed | 1;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..RANDOM_LEN)
+        .map(|_| {
+            // xorshift: enough to avoid collisions between concurrent writers.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let t = temp_name(OsStr::new("report.pdf"));
+        assert!(t.to_string_lossy().starts_with(".report.pdf.replwatch-"));
+        assert!(is_temp_name(&t));
+    }
+
+    #[test]
+    fn ordinary_names_are_not_temp_names() {
+        for n in [
+            "a.tmp",
+            ".a.tmp",
+            ".x.replwatch-.tmp",
+            "x.replwatch-abcdef.tmp",
+            ".x.replwatch-ab_def.tmp",
+        ] {
+            assert!(!is_temp_name(OsStr::new(n)), "{n}");
+        }
+    }
+
+    #[test]
+    fn long_names_stay_within_limit() {
+        let long = OsString::from("é".repeat(127)); // 254 bytes
+        let t = temp_name(&long);
+        assert!(t.len() <= 255);
+        assert!(is_temp_name(&t));
+    }
+
+    #[test]
+    fn consecutive_names_differ() {
+        let a = temp_name(OsStr::new("f"));
+        let b = temp_name(OsStr::new("f"));
+        assert_ne!(a, b);
+    }
+}
