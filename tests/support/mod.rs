@@ -1,0 +1,284 @@
+//! Shared test helpers: a temp tree with SRC / REPLICA / LOGDIR, builders for entries, the
+//! binary under test, and a tree-equality check that compares everything replwatch promises
+//! to preserve.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+pub use assert_cmd::cargo::CommandCargoExt;
+
+/// A unique temp folder holding `src/`, `rep/` (not created) and `logs/`.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub src: PathBuf,
+    pub rep: PathBuf,
+    pub logs: PathBuf,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("replwatch-test-")
+            .tempdir()
+            .unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let src = root.join("src");
+        fs::create_dir(&src).unwrap();
+        Env {
+            src,
+            rep: root.join("rep"),
+            logs: root.join("logs"),
+            tmp,
+        }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.src.parent().unwrap().to_path_buf()
+    }
+
+    /// `replwatch -s SRC -r REP -l LOGS` plus `extra`, not yet run.
+    pub fn cmd(&self, extra: &[&str]) -> Command {
+        let mut c = replwatch();
+        c.arg("-s")
+            .arg(&self.src)
+            .arg("-r")
+            .arg(&self.rep)
+            .arg("-l")
+            .arg(&self.logs);
+        c.args(extra);
+        c
+    }
+
+    /// One `--once` pass; returns the process output.
+    pub fn once(&self) -> Output {
+        self.cmd(&["--once"]).output().unwrap()
+    }
+
+    /// One `--once` pass that must succeed (exit 0) and leave REPLICA equal to SRC.
+    pub fn once_ok(&self) -> Output {
+        let out = self.once();
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        assert_mirrored(&self.src, &self.rep);
+        out
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.logs.join("replwatch.log")).unwrap_or_default()
+    }
+}
+
+pub fn replwatch() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_replwatch"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+// ---- builders ----
+
+pub fn write(path: impl AsRef<Path>, data: impl AsRef<[u8]>) {
+    let p = path.as_ref();
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    fs::write(p, data).unwrap();
+}
+
+pub fn mkdir(path: impl AsRef<Path>) {
+    fs::create_dir_all(path).unwrap();
+}
+
+pub fn symlink(target: impl AsRef<Path>, link: impl AsRef<Path>) {
+    let link = link.as_ref();
+    if let Some(parent) = link.parent() {
+        fs::create_dir_all(parent).unwrap();
+    }
+    std::os::unix::fs::symlink(target, link).unwrap();
+}
+
+pub fn chmod(path: impl AsRef<Path>, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Set mtime (not following symlinks) to `secs` + `nanos`.
+pub fn set_mtime(path: impl AsRef<Path>, secs: i64, nanos: u32) {
+    let t = filetime::FileTime::from_unix_time(secs, nanos);
+    filetime::set_symlink_file_times(path, t, t).unwrap();
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+// ---- inspection ----
+
+/// What replwatch promises to mirror about one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub kind: &'static str,
+    pub mode: u32,
+    pub mtime: (i64, i64),
+    pub owner: Option<(u32, u32)>,
+    pub content: Option<blake3::Hash>,
+    pub target: Option<OsString>,
+}
+
+/// Every entry below `root` (not `root` itself unless `with_root`), by relative path.
+/// Special files are left out (replwatch skips them).
+pub fn listing(root: &Path, with_root: bool) -> BTreeMap<PathBuf, Node> {
+    let mut out = BTreeMap::new();
+    let owners = is_root();
+    for e in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(if with_root { 0 } else { 1 })
+    {
+        let e = e.unwrap();
+        let m = e.path().symlink_metadata().unwrap();
+        let ft = m.file_type();
+        let kind = if ft.is_symlink() {
+            "symlink"
+        } else if ft.is_dir() {
+            "dir"
+        } else if ft.is_file() {
+            "file"
+        } else {
+            continue;
+        };
+        let node = Node {
+            kind,
+            mode: if kind == "symlink" {
+                0
+            } else {
+                m.mode() & 0o7777
+            },
+            mtime: (m.mtime(), m.mtime_nsec()),
+            owner: owners.then(|| (m.uid(), m.gid())),
+            content: (kind == "file").then(|| blake3::hash(&fs::read(e.path()).unwrap())),
+            target: (kind == "symlink").then(|| fs::read_link(e.path()).unwrap().into_os_string()),
+        };
+        out.insert(e.path().strip_prefix(root).unwrap().to_path_buf(), node);
+    }
+    out
+}
+
+/// Differences between two trees, one line each; empty when they mirror each other.
+pub fn tree_diff(src: &Path, rep: &Path) -> Vec<String> {
+    let a = listing(src, true);
+    let b = listing(rep, true);
+    let mut diffs = Vec::new();
+    for (p, n) in &a {
+        match b.get(p) {
+            None => diffs.push(format!("missing in replica: {}", p.display())),
+            Some(m) if m != n => diffs.push(format!(
+                "differs: {}\n  src {:?}\n  rep {:?}",
+                p.display(),
+                n,
+                m
+            )),
+            _ => {}
+        }
+    }
+    for p in b.keys() {
+        if !a.contains_key(p) {
+            diffs.push(format!("extra in replica: {}", p.display()));
+        }
+    }
+    diffs
+}
+
+#[track_caller]
+pub fn assert_mirrored(src: &Path, rep: &Path) {
+    let d = tree_diff(src, rep);
+    assert!(
+        d.is_empty(),
+        "replica differs from source:\n{}",
+        d.join("\n")
+    );
+}
+
+/// Poll `cond` every 20 ms until it holds or `deadline` passes.
+pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Poll until REPLICA mirrors SRC; on timeout, fail with the remaining differences.
+#[track_caller]
+pub fn wait_mirrored(src: &Path, rep: &Path, deadline: Duration) {
+    if !wait_until(deadline, || tree_diff(src, rep).is_empty()) {
+        panic!(
+            "replica did not converge in {deadline:?}:\n{}",
+            tree_diff(src, rep).join("\n")
+        );
+    }
+}
+
+/// Inode of every entry below `root`, to prove a pass changed nothing (or renamed, not copied).
+pub fn inodes(root: &Path) -> BTreeMap<PathBuf, u64> {
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.path().strip_prefix(root).unwrap().to_path_buf(),
+                e.path().symlink_metadata().unwrap().ino(),
+            )
+        })
+        .collect()
+}
+
+/// Names of leftover temp files anywhere below `root`.
+pub fn temp_files(root: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| replwatch::tempname::is_temp_name(e.file_name()))
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// A hash of everything below `root` (paths, types, contents, modes): proves a folder was
+/// not touched.
+pub fn fingerprint(root: &Path) -> String {
+    format!("{:?}", listing(root, true))
+}
