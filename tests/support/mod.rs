@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-pub use assert_cmd::cargo::CommandCargoExt;
-
 /// A unique temp folder holding `src/`, `rep/` (not created) and `logs/`.
 pub struct Env {
     pub tmp: tempfile::TempDir,
