@@ -254,31 +254,22 @@ impl Applier<'_> {
     }
 
     /// Move a replica entry to a new name (a rename seen in the source), through handles.
+    /// A failure is not a fault: the caller falls back to copy + delete.
     pub fn rename(
         &self,
         from: (BorrowedFd<'_>, &OsStr),
         to: (BorrowedFd<'_>, &OsStr),
-        from_path: &Path,
-        to_path: &Path,
+        (from_path, to_path): (&Path, &Path),
         kind: Kind,
     ) -> Done {
         match renameat(from.0, from.1, to.0, to.1) {
             Ok(()) => {
-                self.reporter.action(
-                    self.counters,
-                    Tally::Renamed,
-                    "rename",
-                    to_path,
-                    kind.as_str(),
-                    "renamed",
-                    0,
-                );
-                slog::debug!(self.reporter.log, "renamed from"; "from" => %from_path.display(), "to" => %to_path.display());
+                self.reporter
+                    .renamed(self.counters, from_path, to_path, kind.as_str());
                 true
             }
             Err(e) => {
-                self.reporter
-                    .fault(self.counters, "rename", to_path, &e.into());
+                slog::debug!(self.reporter.log, "rename fell back to copy"; "path" => %to_path.display(), "error" => %e);
                 false
             }
         }

@@ -6,7 +6,7 @@
 //! are busy and scanning overlaps copying. A directory's own metadata is set by whoever
 //! finishes the last operation inside it (writing into a directory changes its mtime).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -15,11 +15,11 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use slog::{Logger, error, warn};
+use slog::{Logger, warn};
 
 use crate::apply::{Applier, DirPair};
 use crate::copy::CopyOptions;
-use crate::entry::{Entry, Kind};
+use crate::entry::Kind;
 use crate::handle::{open_child_dir, open_dir_beneath, open_root};
 use crate::plan::{Action, PlanOptions, plan_dir};
 use crate::report::{Counters, Reporter, Summary, Trigger};
@@ -98,7 +98,10 @@ impl DirState {
 struct Task {
     parent: Arc<DirState>,
     name: OsString,
+    /// Created by this pass.
     fresh: bool,
+    /// Scan and plan its contents; otherwise only its own metadata is brought up to date.
+    scan: bool,
 }
 
 struct Job {
@@ -154,36 +157,38 @@ impl Engine {
         {
             return Err(PassError::EmptySource);
         }
-        let root = Arc::new(DirState {
-            src,
-            dst,
-            rel: PathBuf::new(),
-            pending: AtomicUsize::new(1),
-            touched: AtomicBool::new(false),
-        });
+        let root = new_state(src, dst, PathBuf::new(), false);
         let reporter = self.reporter(trigger);
         let counters = Counters::default();
         self.with_walk(&reporter, &counters, |walk| {
-            walk.dir(root, src_list, dst_list);
+            walk.dir(root, src_list, dst_list, true);
             walk.drain();
         });
         self.finish(&reporter, &counters, started)
     }
 
-    /// Bring the given SRC-relative paths (files or whole subtrees) up to date. Each is
-    /// planned and applied exactly as in a full pass, limited to that path.
-    pub fn sync_paths(&self, paths: &[PathBuf], trigger: Trigger) -> Result<Summary, PassError> {
+    /// Bring the given SRC-relative changes up to date: renames first, in the order they
+    /// happened, then paths. Each is planned and applied exactly as in a full pass, limited to
+    /// that path (and its subtree when `deep`).
+    pub fn sync_batch(&self, batch: &Batch, trigger: Trigger) -> Result<Summary, PassError> {
         let started = Instant::now();
         let src_root = self.open_source_root()?;
         let dst_root = self.open_replica_root()?;
         let reporter = self.reporter(trigger);
         let counters = Counters::default();
         self.with_walk(&reporter, &counters, |walk| {
-            for rel in paths {
+            for (from, to) in &batch.renames {
                 if self.stop.load(Ordering::Relaxed) {
-                    break;
+                    return;
                 }
-                walk.path(&src_root, &dst_root, rel);
+                walk.rename(&src_root, &dst_root, from, to);
+                walk.drain();
+            }
+            for (rel, deep) in &batch.paths {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                walk.path(&src_root, &dst_root, rel, *deep);
                 walk.drain();
             }
         });
@@ -259,8 +264,10 @@ fn release(applier: &Applier<'_>, dir: &DirState) {
 }
 
 impl Walk<'_> {
-    /// Plan and apply one directory pair's listings, and queue its subdirectories.
-    fn dir(&mut self, state: Arc<DirState>, src: Listing, dst: Listing) {
+    /// Plan and apply one directory pair's listings, and queue its subdirectories: all of
+    /// them when `deep`, else only those this call creates (a new directory is always walked
+    /// whole: files made in it before its watch existed have no events).
+    fn dir(&mut self, state: Arc<DirState>, src: Listing, dst: Listing, deep: bool) {
         let a = &self.applier;
         a.counters
             .scanned
@@ -306,9 +313,11 @@ impl Walk<'_> {
         }
         for e in src.entries.iter().rev() {
             if e.kind == Kind::Dir && !failed.contains(&&e.name) {
+                let fresh = made.contains(&&e.name);
                 self.stack.push(Task {
                     parent: Arc::clone(&state),
-                    fresh: made.contains(&&e.name),
+                    fresh,
+                    scan: deep || fresh,
                     name: e.name.clone(),
                 });
             }
@@ -328,22 +337,22 @@ impl Walk<'_> {
             let opened = (|| {
                 let src = open_child_dir(&task.parent.src, &task.name)
                     .map_err(|e| ("open source dir", e))?;
-                let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
                 let dst = open_child_dir(&task.parent.dst, &task.name)
                     .map_err(|e| ("open replica dir", e))?;
+                if !task.scan {
+                    return Ok((src, Listing::default(), dst, None));
+                }
+                let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
                 let dst_list = scan_dir(&dst).map_err(|e| ("scan replica", e))?;
-                Ok::<_, (&'static str, io::Error)>((src, src_list, dst, dst_list))
+                Ok::<_, (&'static str, io::Error)>((src, src_list, dst, Some(dst_list)))
             })();
             match opened {
                 Ok((src, src_list, dst, dst_list)) => {
-                    let state = Arc::new(DirState {
-                        src,
-                        dst,
-                        rel,
-                        pending: AtomicUsize::new(1),
-                        touched: AtomicBool::new(task.fresh),
-                    });
-                    self.dir(state, src_list, dst_list);
+                    let state = new_state(src, dst, rel, task.fresh);
+                    match dst_list {
+                        Some(dst_list) => self.dir(state, src_list, dst_list, true),
+                        None => release(&self.applier, &state),
+                    }
                 }
                 // Never delete on the strength of a failed scan: the subtree is left alone.
                 Err((what, e)) if e.kind() == io::ErrorKind::NotFound => {
@@ -356,32 +365,13 @@ impl Walk<'_> {
     }
 
     /// Sync one SRC-relative path: find the deepest directory that exists on both sides on
-    /// the way to it, then plan the one name below it (and its subtree, if a directory).
-    fn path(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path) {
-        let comps: Vec<&std::ffi::OsStr> = rel
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n),
-                _ => None,
-            })
-            .collect();
+    /// the way to it, then plan the one name below it (and its subtree, if `deep` or if that
+    /// directory had to be created). The root itself only gets its metadata checked: a deep
+    /// change of the root is a full pass.
+    fn path(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path, deep: bool) {
+        let comps = components(rel);
         let a = &self.applier;
-        if comps.is_empty() {
-            // The root itself: a full listing of it.
-            let lists = (|| Ok::<_, io::Error>((scan_dir(src_root)?, scan_dir(dst_root)?)))();
-            let (Ok(s), Ok(d)) = (
-                open_dir_beneath(src_root, Path::new("")),
-                open_dir_beneath(dst_root, Path::new("")),
-            ) else {
-                return;
-            };
-            match lists {
-                Ok((sl, dl)) => self.dir(new_state(s, d, PathBuf::new()), sl, dl),
-                Err(e) => a.reporter.fault(a.counters, "scan", Path::new("."), &e),
-            }
-            return;
-        }
-        let mut depth = comps.len() - 1;
+        let mut depth = comps.len().saturating_sub(1);
         let (src, dst) = loop {
             let p: PathBuf = comps[..depth].iter().collect();
             match (
@@ -389,19 +379,26 @@ impl Walk<'_> {
                 open_dir_beneath(dst_root, &p),
             ) {
                 (Ok(s), Ok(d)) => break (s, d),
-                _ if depth == 0 => {
-                    error!(a.reporter.log, "cannot open the roots"; "path" => %rel.display());
+                (Err(e), _) | (_, Err(e)) if depth == 0 => {
+                    a.reporter
+                        .fault(a.counters, "open root", Path::new("."), &e);
                     return;
                 }
                 _ => depth -= 1,
             }
         };
         let base: PathBuf = comps[..depth].iter().collect();
-        let name = comps[depth];
+        let Some(name) = comps.get(depth) else {
+            // The root: its metadata only.
+            release(&self.applier, &new_state(src, dst, base, false));
+            return;
+        };
+        // An ancestor was missing on one side: the whole subtree from there on is new.
+        let deep = deep || depth + 1 < comps.len();
         let mut src_list = Listing::default();
         match stat_entry(&src, name) {
             Ok(e) => src_list.entries.extend(e),
-            Err(e) => src_list.errors.push((name.to_owned(), e)),
+            Err(e) => src_list.errors.push((name.to_os_string(), e)),
         }
         let mut dst_list = Listing::default();
         match stat_entry(&dst, name) {
@@ -412,21 +409,83 @@ impl Walk<'_> {
                 return;
             }
         }
-        self.dir(new_state(src, dst, base), src_list, dst_list);
+        self.dir(new_state(src, dst, base, true), src_list, dst_list, deep);
+    }
+
+    /// Mirror a rename seen in SRC as a rename in REPLICA, when the replica entry under the
+    /// old name still matches what SRC now holds under the new one (no recopy). Otherwise, or
+    /// if the rename fails, fall back to syncing both paths: copy + delete.
+    fn rename(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, from: &Path, to: &Path) {
+        let renamed = self.try_rename(src_root, dst_root, from, to);
+        // Then fix both parents' metadata, and re-verify a renamed directory's subtree (its
+        // children's own events may have named the old path).
+        self.path(src_root, dst_root, from, false);
+        self.path(src_root, dst_root, to, renamed != Some(Kind::File));
+    }
+
+    fn try_rename(
+        &mut self,
+        src_root: &OwnedFd,
+        dst_root: &OwnedFd,
+        from: &Path,
+        to: &Path,
+    ) -> Option<Kind> {
+        let (from_dir, from_name) = split(from)?;
+        let (to_dir, to_name) = split(to)?;
+        let src_dir = open_dir_beneath(src_root, &to_dir).ok()?;
+        let now = stat_entry(&src_dir, to_name).ok()??;
+        let dst_from_dir = open_dir_beneath(dst_root, &from_dir).ok()?;
+        let dst_to_dir = open_dir_beneath(dst_root, &to_dir).ok()?;
+        let old = stat_entry(&dst_from_dir, from_name).ok()??;
+        let matches = old.kind == now.kind
+            && match old.kind {
+                Kind::File => old.size == now.size && old.mtime == now.mtime,
+                Kind::Symlink => old.target == now.target,
+                Kind::Dir => true,
+                Kind::Special => false,
+            };
+        if !matches {
+            return None;
+        }
+        let froms = (dst_from_dir.as_fd(), from_name);
+        let tos = (dst_to_dir.as_fd(), to_name);
+        self.applier
+            .rename(froms, tos, (from, to), old.kind)
+            .then_some(old.kind)
     }
 }
 
-fn new_state(src: OwnedFd, dst: OwnedFd, rel: PathBuf) -> Arc<DirState> {
+fn components(rel: &Path) -> Vec<&OsStr> {
+    rel.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Parent and name of a non-root relative path.
+fn split(rel: &Path) -> Option<(PathBuf, &OsStr)> {
+    let comps = components(rel);
+    let (name, parent) = comps.split_last()?;
+    Some((parent.iter().collect(), name))
+}
+
+/// A batch of SRC-relative changes from the watcher.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// (from, to), in the order they happened.
+    pub renames: Vec<(PathBuf, PathBuf)>,
+    /// Paths to bring up to date; `true` to include the whole subtree.
+    pub paths: Vec<(PathBuf, bool)>,
+}
+
+fn new_state(src: OwnedFd, dst: OwnedFd, rel: PathBuf, touched: bool) -> Arc<DirState> {
     Arc::new(DirState {
         src,
         dst,
         rel,
         pending: AtomicUsize::new(1),
-        touched: AtomicBool::new(true),
+        touched: AtomicBool::new(touched),
     })
-}
-
-/// Entries of a listing, for callers that only need the entries.
-pub fn entries(l: &Listing) -> &[Entry] {
-    &l.entries
 }

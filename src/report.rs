@@ -17,6 +17,8 @@ pub enum Trigger {
     Event,
     /// The periodic reconciliation: anything it repairs is drift the watcher missed.
     Reconcile,
+    /// A full pass because the watcher could not vouch for what changed (overflow, error).
+    Rescan,
 }
 
 impl Trigger {
@@ -25,6 +27,7 @@ impl Trigger {
             Trigger::Initial => "initial",
             Trigger::Event => "event",
             Trigger::Reconcile => "reconcile",
+            Trigger::Rescan => "rescan",
         }
     }
 }
@@ -122,6 +125,7 @@ impl Reporter {
     ) {
         counters.add(tally);
         counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        let path = shown(path);
         let drift = self.trigger == Trigger::Reconcile;
         info!(self.log, "{}", action;
             "action" => action, "path" => %path.display(), "kind" => kind,
@@ -132,9 +136,19 @@ impl Reporter {
     /// A per-entry fault: logged with its path and errno, counted, and the pass goes on.
     pub fn fault(&self, counters: &Counters, action: &'static str, path: &Path, err: &io::Error) {
         counters.errors.fetch_add(1, Ordering::Relaxed);
+        let path = shown(path);
         error!(self.log, "{} failed: {}: {}", action, path.display(), err;
             "action" => action, "path" => %path.display(), "error" => %err,
             "errno" => err.raw_os_error().unwrap_or(0), "trigger" => self.trigger.as_str());
+    }
+
+    /// A rename inside the replica: one record naming both ends.
+    pub fn renamed(&self, counters: &Counters, from: &Path, to: &Path, kind: &'static str) {
+        counters.add(Tally::Renamed);
+        info!(self.log, "rename";
+            "action" => "rename", "path" => %to.display(), "from" => %from.display(),
+            "kind" => kind, "reason" => "renamed", "bytes" => 0, "trigger" => self.trigger.as_str(),
+            "drift" => self.trigger == Trigger::Reconcile);
     }
 
     /// A fault that is not an I/O error (a file that kept changing, a vanished source).
@@ -158,5 +172,14 @@ impl Reporter {
             "meta" => s.meta, "removed" => s.removed, "renamed" => s.renamed,
             "bytes" => s.bytes, "errors" => s.errors, "skipped" => s.skipped,
             "elapsed_ms" => elapsed.as_millis() as u64);
+    }
+}
+
+/// Paths are logged relative to the roots; the root itself shows as ".".
+fn shown(path: &Path) -> &Path {
+    if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
     }
 }

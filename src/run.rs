@@ -1,7 +1,7 @@
 //! The top of the library: turn a validated configuration into a finished run.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use slog::{Logger, error, info, warn};
 
@@ -36,17 +36,37 @@ pub fn engine(config: &Config, log: &Logger, stop: Arc<AtomicBool>) -> Engine {
 }
 
 /// Run replwatch as configured and say how it ended.
+///
+/// Ctrl-C, SIGTERM and SIGHUP set the stop flag (a copy in flight is abandoned and its temp
+/// file removed) and wake the live loop. `--once` interrupted that way exits "partial": the
+/// pass did not finish. Live mode exits 0: stopping is what it was asked to do.
 pub fn run(config: &Config, log: &Logger) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let engine = engine(config, log, Arc::clone(&stop));
+    let (tx, rx) = crate::live::channel_pair();
+    let signal_tx = Mutex::new(tx.clone());
+    let flag = Arc::clone(&stop);
+    if let Err(e) = ctrlc::set_handler(move || {
+        flag.store(true, Ordering::Relaxed);
+        if let Ok(tx) = signal_tx.lock() {
+            let _ = tx.send(crate::live::Msg::Stop);
+        }
+    }) {
+        warn!(log, "cannot handle Ctrl-C/SIGTERM: {}", e);
+    }
     info!(log, "starting";
         "source" => %config.source.display(), "replica" => %config.replica.display(),
         "mode" => if config.once { "once" } else { "live" });
-    let outcome = pass_outcome(log, engine.full_pass(Trigger::Initial));
-    if !config.once {
-        warn!(log, "live mode is not built yet: made one full pass");
+    if config.once {
+        return match engine.full_pass(Trigger::Initial) {
+            Err(PassError::Stopped) => {
+                warn!(log, "stopped before the pass finished");
+                Outcome::Partial
+            }
+            result => pass_outcome(log, result),
+        };
     }
-    outcome
+    crate::live::run(config, &engine, log, tx, rx)
 }
 
 /// What a pass's result means for the exit status.

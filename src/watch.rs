@@ -1,0 +1,228 @@
+//! Turning debounced notify events into work for the sync queue.
+//!
+//! Events are hints, not facts: each names paths whose current state the queue will look at
+//! (an editor's save-by-rename, a burst of writes and a delete all end the same way). What
+//! the watcher cannot vouch for (a rescan flag after an inotify queue overflow, an error, an
+//! event kind this code does not know) becomes a full pass.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::{Event, EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer_opt};
+
+use crate::queue::Queue;
+
+/// What one event asks of the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hint {
+    /// Look at this SRC-relative path again (`deep`: and everything below it).
+    Path(PathBuf, bool),
+    /// Renamed inside SRC.
+    Rename(PathBuf, PathBuf),
+    /// The watcher cannot say what changed.
+    Full(&'static str),
+    /// SRC itself was deleted or moved away.
+    RootGone,
+}
+
+/// The hints in one event, with paths made relative to `root`. Paths outside the root are
+/// dropped (nothing outside SRC is mirrored).
+pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
+    if event.need_rescan() {
+        return vec![Hint::Full("the watcher lost events (rescan requested)")];
+    }
+    let rel = |p: &PathBuf| p.strip_prefix(root).ok().map(Path::to_path_buf);
+    let is_root = |p: &PathBuf| p == root;
+    let each = |deep: bool| -> Vec<Hint> {
+        event
+            .paths
+            .iter()
+            .filter_map(rel)
+            .map(|r| Hint::Path(r, deep))
+            .collect()
+    };
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => each(false),
+        EventKind::Access(_) => Vec::new(),
+        EventKind::Create(CreateKind::File) => each(false),
+        EventKind::Create(_) => each(true),
+        EventKind::Remove(_) if event.paths.iter().any(is_root) => vec![Hint::RootGone],
+        EventKind::Remove(_) => each(false),
+        EventKind::Modify(ModifyKind::Name(mode)) => {
+            if event.paths.iter().any(is_root) {
+                return vec![Hint::RootGone];
+            }
+            match (mode, event.paths.as_slice()) {
+                (RenameMode::Both, [from, to]) => match (rel(from), rel(to)) {
+                    (Some(f), Some(t)) => vec![Hint::Rename(f, t)],
+                    (Some(f), None) => vec![Hint::Path(f, false)],
+                    (None, Some(t)) => vec![Hint::Path(t, true)],
+                    (None, None) => Vec::new(),
+                },
+                // Moved out of SRC: the path is gone, which a shallow sync turns into a delete.
+                (RenameMode::From, _) => each(false),
+                // Moved in (or unpaired): walk it, it may be a whole tree.
+                _ => each(true),
+            }
+        }
+        EventKind::Modify(_) => each(false),
+        EventKind::Any | EventKind::Other => {
+            vec![Hint::Full("an event the watcher could not classify")]
+        }
+    }
+}
+
+/// Put hints into the queue. Returns true if SRC's root went away.
+pub fn enqueue(hints: Vec<Hint>, queue: &mut Queue) -> bool {
+    let mut root_gone = false;
+    for h in hints {
+        match h {
+            Hint::Path(p, deep) => queue.path(p, deep),
+            Hint::Rename(f, t) => queue.rename(f, t),
+            Hint::Full(why) => queue.full_pass(why),
+            Hint::RootGone => root_gone = true,
+        }
+    }
+    root_gone
+}
+
+/// A running watcher on SRC; dropping it stops it.
+pub struct Watch {
+    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+}
+
+/// Start watching `root` recursively (never following symlinks: a link to a folder outside
+/// SRC must neither be watched nor spend a watch). Batches arrive on `tx` every `debounce`.
+pub fn start<F>(root: &Path, debounce: Duration, handler: F) -> notify::Result<Watch>
+where
+    F: FnMut(DebounceEventResult) + Send + 'static,
+{
+    let config = notify::Config::default().with_follow_symlinks(false);
+    let mut debouncer = new_debouncer_opt::<_, notify::RecommendedWatcher, _>(
+        debounce,
+        None,
+        handler,
+        RecommendedCache::new(),
+        config,
+    )?;
+    debouncer.watch(root, RecursiveMode::Recursive)?;
+    Ok(Watch {
+        _debouncer: debouncer,
+    })
+}
+
+/// Start a watcher that forwards each batch into a channel.
+pub fn start_to<M: Send + 'static>(
+    root: &Path,
+    debounce: Duration,
+    tx: Sender<M>,
+    wrap: fn(DebounceEventResult) -> M,
+) -> notify::Result<Watch> {
+    start(root, debounce, move |r| {
+        let _ = tx.send(wrap(r));
+    })
+}
+
+/// True for the error notify gives when the inotify watch limit is reached.
+pub fn is_watch_limit(e: &notify::Error) -> bool {
+    matches!(e.kind, notify::ErrorKind::MaxFilesWatch)
+        || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
+}
+
+/// What to tell the user when the watch limit is hit.
+pub const WATCH_LIMIT_HINT: &str = "the inotify watch limit (one per directory) is reached: \
+changes in some directories will only be mirrored by the periodic full pass. Raise it with \
+`sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, Flag, MetadataKind, RemoveKind};
+
+    fn ev(kind: EventKind, paths: &[&str]) -> Event {
+        let mut e = Event::new(kind);
+        for p in paths {
+            e = e.add_path(PathBuf::from(p));
+        }
+        e
+    }
+
+    fn hints(kind: EventKind, paths: &[&str]) -> Vec<Hint> {
+        interpret(&ev(kind, paths), Path::new("/src"))
+    }
+
+    fn p(s: &str, deep: bool) -> Hint {
+        Hint::Path(s.into(), deep)
+    }
+
+    #[test]
+    fn writes_and_removes_are_shallow() {
+        let data = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+        assert_eq!(hints(data, &["/src/a/f"]), vec![p("a/f", false)]);
+        let meta = EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions));
+        assert_eq!(hints(meta, &["/src/d"]), vec![p("d", false)]);
+        let rm = EventKind::Remove(RemoveKind::Folder);
+        assert_eq!(hints(rm, &["/src/d"]), vec![p("d", false)]);
+        let close = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(hints(close, &["/src/f"]), vec![p("f", false)]);
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert!(hints(open, &["/src/f"]).is_empty());
+    }
+
+    #[test]
+    fn new_folders_and_moves_in_are_deep() {
+        let mk = EventKind::Create(CreateKind::Folder);
+        assert_eq!(hints(mk, &["/src/new"]), vec![p("new", true)]);
+        let mkf = EventKind::Create(CreateKind::File);
+        assert_eq!(hints(mkf, &["/src/f"]), vec![p("f", false)]);
+        let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(hints(to, &["/src/in"]), vec![p("in", true)]);
+        let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        assert_eq!(hints(from, &["/src/out"]), vec![p("out", false)]);
+    }
+
+    #[test]
+    fn paired_renames_stay_renames() {
+        let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+        assert_eq!(
+            hints(both, &["/src/a", "/src/d/b"]),
+            vec![Hint::Rename("a".into(), "d/b".into())]
+        );
+        assert_eq!(
+            hints(both, &["/src/a", "/elsewhere/b"]),
+            vec![p("a", false)]
+        );
+    }
+
+    #[test]
+    fn rescans_and_unknown_events_need_a_full_pass() {
+        let e = ev(EventKind::Other, &[]).set_flag(Flag::Rescan);
+        assert!(matches!(
+            interpret(&e, Path::new("/src"))[..],
+            [Hint::Full(_)]
+        ));
+        assert!(matches!(
+            hints(EventKind::Any, &["/src/x"])[..],
+            [Hint::Full(_)]
+        ));
+    }
+
+    #[test]
+    fn the_root_going_away_is_reported_not_mirrored() {
+        let rm = EventKind::Remove(RemoveKind::Folder);
+        assert_eq!(hints(rm, &["/src"]), vec![Hint::RootGone]);
+        let mv = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        assert_eq!(hints(mv, &["/src"]), vec![Hint::RootGone]);
+    }
+
+    #[test]
+    fn enqueue_collects_into_the_queue() {
+        let mut q = Queue::default();
+        let gone = enqueue(vec![p("a", true), p("a/b", false), Hint::RootGone], &mut q);
+        assert!(gone);
+        assert!(!q.is_empty());
+    }
+}
