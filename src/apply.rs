@@ -222,6 +222,24 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Make sure we can write in a replica directory before changing entries in it: a
+    /// read-only source directory (a 0555 module cache, say) is mirrored read-only, and
+    /// without root that would lock us out of it. `finish_dir` restores the mode.
+    pub fn prepare_dir(&self, dir: DirPair<'_>) {
+        let result = fstat(dir.dst).and_then(|st| {
+            let mode = st.st_mode & 0o7777;
+            if mode & 0o300 == 0o300 {
+                Ok(())
+            } else {
+                fchmod(dir.dst, Mode::from_raw_mode(mode | 0o700))
+            }
+        });
+        if let Err(e) = result {
+            self.reporter
+                .fault(self.counters, "open for writing", dir.rel, &e.into());
+        }
+    }
+
     /// Set a replica directory's metadata from its source once everything in it is done.
     /// `quiet` when this pass itself created or wrote into the directory: restamping its mtime
     /// is then bookkeeping, not news.

@@ -2,7 +2,20 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
+use clap::{ArgAction, Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
+}
 
 const ABOUT: &str =
     "Keep a replica folder an exact one-way mirror of a source folder, in near real time.";
@@ -42,26 +55,29 @@ the target and renamed into place, so a reader never sees half a file.";
 )]
 pub struct Cli {
     /// Folder to mirror (read only, never changed). Alias: --fld_src.
-    #[arg(short = 's', long = "source", alias = "fld_src", value_name = "SRC")]
-    pub source: PathBuf,
+    #[arg(short = 's', long = "source", alias = "fld_src", value_name = "SRC",
+          required_unless_present_any = ["completions", "man"])]
+    pub source: Option<PathBuf>,
 
     /// Folder kept identical to SRC (created if missing). Alias: --fld_sync.
     #[arg(
         short = 'r',
         long = "replica",
         alias = "fld_sync",
-        value_name = "REPLICA"
+        value_name = "REPLICA",
+        required_unless_present_any = ["completions", "man"]
     )]
-    pub replica: PathBuf,
+    pub replica: Option<PathBuf>,
 
     /// Folder for replwatch.log (created if missing; not inside SRC or REPLICA). Alias: --fld_log.
     #[arg(
         short = 'l',
         long = "log-dir",
         alias = "fld_log",
-        value_name = "LOGDIR"
+        value_name = "LOGDIR",
+        required_unless_present_any = ["completions", "man"]
     )]
-    pub log_dir: PathBuf,
+    pub log_dir: Option<PathBuf>,
 
     /// Make one full pass and exit.
     #[arg(long)]
@@ -73,7 +89,7 @@ pub struct Cli {
         long,
         default_value = "1m",
         value_name = "TIME",
-        allow_negative_numbers = true
+        allow_hyphen_values = true
     )]
     pub interval: String,
 
@@ -83,12 +99,17 @@ pub struct Cli {
         long,
         default_value = "1d",
         value_name = "TIME",
-        allow_negative_numbers = true
+        allow_hyphen_values = true
     )]
     pub duration: String,
 
     /// Quiet time after a change before it is mirrored (live mode), e.g. 50ms.
-    #[arg(long, default_value = "200ms", value_name = "TIME")]
+    #[arg(
+        long,
+        default_value = "200ms",
+        value_name = "TIME",
+        allow_hyphen_values = true
+    )]
     pub debounce: String,
 
     /// Compare file contents (blake3) instead of size and mtime, like `rsync -c`.
@@ -107,6 +128,47 @@ pub struct Cli {
     /// Parallel copy workers [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+
+    /// Print what a pass would do, one line per action, and change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Leave paths matching PATTERN alone on both sides (gitignore syntax; repeatable),
+    /// e.g. `*.tmp`, `build/`, `/top-only`, `**/cache/**`.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+
+    /// Read exclude patterns from FILE, one per line (gitignore syntax, `#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+
+    /// Refuse a pass that would remove more than N entries from REPLICA (removes nothing).
+    #[arg(long, value_name = "N")]
+    pub max_delete: Option<u64>,
+
+    /// Poll SRC every INTERVAL instead of using inotify (network and FUSE filesystems).
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
+    pub poll: Option<String>,
+
+    /// Format of the logfile.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Also write JSON lines (not text) on the console.
+    #[arg(long)]
+    pub console_json: bool,
+
+    /// Show a progress bar on a terminal (default: on when stderr is a terminal and not -q).
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+
+    /// Print a shell completion script and exit.
+    #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Print the man page (roff) and exit.
+    #[arg(long, exclusive = true)]
+    pub man: bool,
 
     /// More detail on the console (-vv for trace).
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]

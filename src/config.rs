@@ -7,8 +7,9 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, LogFormat, Progress};
 use crate::duration;
+use crate::exclude::Excludes;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -26,6 +27,15 @@ pub struct Config {
     pub workers: usize,
     /// -1 quiet, 0 normal, 1 debug, 2 trace.
     pub verbosity: i8,
+    pub dry_run: bool,
+    /// Gitignore-style patterns, from --exclude and --exclude-from, in order.
+    pub excludes: Excludes,
+    pub max_delete: Option<u64>,
+    /// `Some(interval)`: poll instead of inotify.
+    pub poll: Option<Duration>,
+    pub log_format: LogFormat,
+    pub console_json: bool,
+    pub progress: bool,
 }
 
 /// A bad command line: one message, exit code 2.
@@ -52,20 +62,31 @@ impl Config {
         let duration = duration::parse_or_forever(&cli.duration)
             .map_err(|e| ConfigError(format!("--duration: {e}")))?;
 
-        let source = resolve(&cli.source)
-            .map_err(|e| ConfigError(format!("source folder {}: {e}", cli.source.display())))?;
+        let poll = match &cli.poll {
+            Some(p) => Some(opt("poll", p)?),
+            None => None,
+        };
+        let excludes = Excludes::new(&read_excludes(cli)?)
+            .map_err(|e| ConfigError(format!("--exclude: {e}")))?;
+        let (Some(cli_source), Some(cli_replica), Some(cli_log_dir)) =
+            (&cli.source, &cli.replica, &cli.log_dir)
+        else {
+            return bad("--source, --replica and --log-dir are required");
+        };
+        let source = resolve(cli_source)
+            .map_err(|e| ConfigError(format!("source folder {}: {e}", cli_source.display())))?;
         match std::fs::metadata(&source) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return bad(format!(
                     "source folder does not exist: {}",
-                    cli.source.display()
+                    cli_source.display()
                 ));
             }
-            Err(e) => return bad(format!("source folder {}: {e}", cli.source.display())),
+            Err(e) => return bad(format!("source folder {}: {e}", cli_source.display())),
             Ok(m) if !m.is_dir() => {
                 return bad(format!(
                     "source is not a directory: {}",
-                    cli.source.display()
+                    cli_source.display()
                 ));
             }
             Ok(_) => {}
@@ -73,18 +94,18 @@ impl Config {
         if let Err(e) = std::fs::read_dir(&source) {
             return bad(format!(
                 "cannot read source folder {}: {e}",
-                cli.source.display()
+                cli_source.display()
             ));
         }
 
-        let replica = resolve(&cli.replica)
-            .map_err(|e| ConfigError(format!("replica folder {}: {e}", cli.replica.display())))?;
+        let replica = resolve(cli_replica)
+            .map_err(|e| ConfigError(format!("replica folder {}: {e}", cli_replica.display())))?;
         if let Ok(m) = std::fs::metadata(&replica)
             && !m.is_dir()
         {
             return bad(format!(
                 "replica exists and is not a directory: {}",
-                cli.replica.display()
+                cli_replica.display()
             ));
         }
         if replica == source {
@@ -108,8 +129,8 @@ impl Config {
             ));
         }
 
-        let log_dir = resolve(&cli.log_dir)
-            .map_err(|e| ConfigError(format!("log folder {}: {e}", cli.log_dir.display())))?;
+        let log_dir = resolve(cli_log_dir)
+            .map_err(|e| ConfigError(format!("log folder {}: {e}", cli_log_dir.display())))?;
         if log_dir.starts_with(&source) {
             return bad(format!(
                 "log folder {} is inside source {}: the log would be mirrored and feed the watcher",
@@ -147,8 +168,37 @@ impl Config {
             } else {
                 cli.verbose.min(2) as i8
             },
+            dry_run: cli.dry_run,
+            excludes,
+            max_delete: cli.max_delete,
+            poll,
+            log_format: cli.log_format,
+            console_json: cli.console_json,
+            progress: match cli.progress {
+                Progress::Always => true,
+                Progress::Never => false,
+                Progress::Auto => {
+                    !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+                }
+            },
         })
     }
+}
+
+/// Patterns from `--exclude` and the lines of each `--exclude-from` file.
+fn read_excludes(cli: &Cli) -> Result<Vec<String>, ConfigError> {
+    let mut out = cli.exclude.clone();
+    for f in &cli.exclude_from {
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| ConfigError(format!("--exclude-from {}: {e}", f.display())))?;
+        out.extend(
+            text.lines()
+                .map(str::trim_end)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
 }
 
 /// An absolute, canonical form of `path`, which need not exist yet: the longest existing

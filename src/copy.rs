@@ -23,6 +23,10 @@ use crate::tempname::temp_name;
 /// How many times a file that keeps changing under us is copied before we give up for now.
 pub const MAX_ATTEMPTS: u32 = 3;
 const CHUNK: usize = 16 << 20;
+/// How recent a change must be to suspect a write still in progress.
+const IN_FLIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+/// Wait before retrying a file that changed under us (times the attempt number).
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CopyOptions {
@@ -134,11 +138,17 @@ pub fn copy_file(
     opts: CopyOptions,
     stop: &AtomicBool,
 ) -> Result<u64, CopyError> {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(RETRY_PAUSE * attempt);
+        }
         let src = open_source(src_dir, name)?;
         let before = fstat(&src)?;
         if crate::scan::kind_of(&before) != crate::entry::Kind::File {
             return Err(CopyError::Vanished);
+        }
+        if write_in_flight(&src, &before) {
+            continue;
         }
         let (mut temp, out) = create_temp(dst_dir, name)?;
         let copied = copy_data(&src, &out, stop)?;
@@ -170,6 +180,48 @@ pub fn copy_file(
         return Ok(copied);
     }
     Err(CopyError::Unstable)
+}
+
+/// A write that started before our first stat has already moved mtime and ctime, so a
+/// copy made entirely during it would pass the before/after comparison and be torn. Such a
+/// write is recent (ctime within [`IN_FLIGHT_WINDOW`]) and its writer still has the file
+/// open: a read lease, which the kernel refuses while anyone holds the file open for
+/// writing, tells. The lease is only probed (taken and dropped at once), so no writer is
+/// ever delayed. Where leases are not allowed (not our file, or NFS) only stat is trusted.
+fn write_in_flight(src: &OwnedFd, before: &Stat) -> bool {
+    let changed = std::time::UNIX_EPOCH
+        + std::time::Duration::new(before.st_ctime.max(0) as u64, before.st_ctime_nsec as u32);
+    let recent = std::time::SystemTime::now()
+        .duration_since(changed)
+        .map_or(true, |age| age < IN_FLIGHT_WINDOW);
+    if !recent {
+        return false;
+    }
+    ignore_lease_breaks();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(src);
+    // SAFETY: plain fcntl calls on a descriptor we own.
+    unsafe {
+        if libc::fcntl(fd, libc::F_SETLEASE, libc::F_RDLCK) == 0 {
+            libc::fcntl(fd, libc::F_SETLEASE, libc::F_UNLCK);
+            false
+        } else {
+            matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::EAGAIN) | Some(libc::EBUSY)
+            )
+        }
+    }
+}
+
+/// A lease broken in the instant we hold it would raise SIGIO, whose default is to kill.
+fn ignore_lease_breaks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: setting a signal disposition to "ignore" has no handler to be unsafe.
+        unsafe {
+            libc::signal(libc::SIGIO, libc::SIG_IGN);
+        }
+    });
 }
 
 /// Kernel-side copy (`copy_file_range`: reflinks where the filesystem can, no userspace

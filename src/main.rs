@@ -10,6 +10,19 @@ use replwatch::log::{LogSettings, init};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(shell) = cli.completions {
+        replwatch::docs::completions(shell, &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if cli.man {
+        return match replwatch::docs::man(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("replwatch: error: {e}");
+                Outcome::Fatal.into()
+            }
+        };
+    }
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {

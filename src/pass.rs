@@ -5,9 +5,11 @@
 //! the depth, never the whole tree. File copies go to a small pool of workers so both cores
 //! are busy and scanning overlaps copying. A directory's own metadata is set by whoever
 //! finishes the last operation inside it (writing into a directory changes its mtime).
+//! Decisions go to a [`Sink`]: `apply` for a real pass, a dry run for `--dry-run` and for the
+//! `--max-delete` look-ahead.
 
 use std::ffi::{OsStr, OsString};
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,15 +17,18 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use slog::{Logger, warn};
+use slog::{Logger, info, o, warn};
 
-use crate::apply::{Applier, DirPair};
+use crate::apply::Applier;
 use crate::copy::CopyOptions;
 use crate::entry::Kind;
+use crate::exclude::Excludes;
 use crate::handle::{open_child_dir, open_dir_beneath, open_root};
 use crate::plan::{Action, PlanOptions, plan_dir};
 use crate::report::{Counters, Reporter, Summary, Trigger};
 use crate::scan::{Listing, scan_dir, stat_entry};
+use crate::sink::{DryRun, Sink, Target};
+use crate::tempname::is_temp_name;
 
 /// Everything a pass needs to know, fixed for the run.
 #[derive(Clone, Debug)]
@@ -34,6 +39,11 @@ pub struct SyncOptions {
     pub workers: usize,
     /// Let a pass empty a non-empty replica because the source is empty.
     pub allow_empty_source: bool,
+    pub excludes: Excludes,
+    /// Report what would be done instead of doing it.
+    pub dry_run: bool,
+    /// Refuse a pass or batch that would remove more entries than this.
+    pub max_delete: Option<u64>,
 }
 
 /// Why a pass did not run at all. Per-entry faults are not here: they are counted in the
@@ -46,6 +56,8 @@ pub enum PassError {
     Replica(io::Error),
     /// SRC is empty while REPLICA is not: refused (an unmounted disk looks empty).
     EmptySource,
+    /// The pass would remove more than `--max-delete` entries: nothing was done.
+    TooManyDeletes { would: u64, max: u64 },
     /// A stop was requested; what was done is consistent, the rest is for the next run.
     Stopped,
 }
@@ -59,6 +71,10 @@ impl std::fmt::Display for PassError {
                 "source is empty but replica is not: refusing to empty the replica \
                  (is the source unmounted? pass --allow-empty-source if this is intended)",
             ),
+            PassError::TooManyDeletes { would, max } => write!(
+                f,
+                "pass would remove {would} entries, more than --max-delete {max}: nothing was changed"
+            ),
             PassError::Stopped => f.write_str("stopped"),
         }
     }
@@ -71,13 +87,18 @@ pub struct Engine {
     pub opts: SyncOptions,
     pub log: Logger,
     pub stop: Arc<AtomicBool>,
+    /// Where `--dry-run` prints its itemized actions.
+    pub out: Mutex<Box<dyn Write + Send>>,
+    /// The running pass's counters, for a progress display.
+    pub current: Mutex<Option<Arc<Counters>>>,
 }
 
 /// A directory pair being worked on. Holding it open keeps every write inside the replica
 /// directory that was opened, whatever is renamed or swapped in above it meanwhile.
 struct DirState {
     src: OwnedFd,
-    dst: OwnedFd,
+    /// `None` only in a dry run, where a directory to be created does not exist yet.
+    dst: Option<OwnedFd>,
     rel: PathBuf,
     /// Operations still running in this directory, plus one held by the walker.
     pending: AtomicUsize,
@@ -86,10 +107,10 @@ struct DirState {
 }
 
 impl DirState {
-    fn pair(&self) -> DirPair<'_> {
-        DirPair {
+    fn target(&self) -> Target<'_> {
+        Target {
             src: self.src.as_fd(),
-            dst: self.dst.as_fd(),
+            dst: self.dst.as_ref().map(|d| d.as_fd()),
             rel: &self.rel,
         }
     }
@@ -109,11 +130,24 @@ struct Job {
     action: Action,
 }
 
+/// What a walk needs besides its sink.
+struct Ctx<'a> {
+    reporter: &'a Reporter,
+    counters: &'a Counters,
+    plan: PlanOptions,
+    excludes: &'a Excludes,
+    stop: &'a AtomicBool,
+}
+
 struct Walk<'a> {
-    applier: Applier<'a>,
+    sink: &'a dyn Sink,
+    ctx: Ctx<'a>,
     jobs: Option<SyncSender<Job>>,
     stack: Vec<Task>,
 }
+
+/// The work of one pass or batch, run once as a look-ahead and once for real.
+type Body<'b> = dyn Fn(&mut Walk<'_>, &OwnedFd, Option<&OwnedFd>) + 'b;
 
 impl Engine {
     /// Open SRC by path, now: a root that was deleted, moved or replaced must not be read
@@ -122,13 +156,17 @@ impl Engine {
         open_root(&self.source).map_err(PassError::Source)
     }
 
-    fn open_replica_root(&self) -> Result<OwnedFd, PassError> {
+    /// Open REPLICA, creating it if needed; in a dry run a missing replica is `None`.
+    fn open_replica_root(&self) -> Result<Option<OwnedFd>, PassError> {
         match open_root(&self.replica) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.opts.dry_run => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&self.replica).map_err(PassError::Replica)?;
-                open_root(&self.replica).map_err(PassError::Replica)
+                open_root(&self.replica)
+                    .map(Some)
+                    .map_err(PassError::Replica)
             }
-            other => other.map_err(PassError::Replica),
+            other => other.map(Some).map_err(PassError::Replica),
         }
     }
 
@@ -141,100 +179,150 @@ impl Engine {
 
     /// One full reconciliation of the whole tree.
     pub fn full_pass(&self, trigger: Trigger) -> Result<Summary, PassError> {
-        let started = Instant::now();
         let src = self.open_source_root()?;
         // Read SRC before touching REPLICA: a source that cannot be listed changes nothing.
         let src_list = scan_dir(&src).map_err(PassError::Source)?;
         let dst = self.open_replica_root()?;
-        let dst_list = scan_dir(&dst).map_err(PassError::Replica)?;
+        let dst_list = match &dst {
+            Some(d) => scan_dir(d).map_err(PassError::Replica)?,
+            None => Listing::default(),
+        };
         if src_list.entries.is_empty()
             && src_list.errors.is_empty()
             && !self.opts.allow_empty_source
-            && dst_list
-                .entries
-                .iter()
-                .any(|e| !crate::tempname::is_temp_name(&e.name))
+            && dst_list.entries.iter().any(|e| !is_temp_name(&e.name))
         {
             return Err(PassError::EmptySource);
         }
-        let root = new_state(src, dst, PathBuf::new(), false);
-        let reporter = self.reporter(trigger);
-        let counters = Counters::default();
-        self.with_walk(&reporter, &counters, |walk| {
-            walk.dir(root, src_list, dst_list, true);
-            walk.drain();
-        });
-        self.finish(&reporter, &counters, started)
+        drop((src_list, dst_list));
+        self.run(trigger, &|walk, src, dst| {
+            let lists = (|| Ok::<_, io::Error>((scan_dir(src)?, dst.map(scan_dir).transpose()?)))();
+            match lists {
+                Ok((sl, dl)) => {
+                    let root = new_state(dup(src), dst.map(dup), PathBuf::new(), false);
+                    walk.dir(root, sl, dl.unwrap_or_default(), true);
+                    walk.drain();
+                }
+                Err(e) => walk.fault("scan", Path::new(""), &e),
+            }
+        })
     }
 
     /// Bring the given SRC-relative changes up to date: renames first, in the order they
     /// happened, then paths. Each is planned and applied exactly as in a full pass, limited to
     /// that path (and its subtree when `deep`).
     pub fn sync_batch(&self, batch: &Batch, trigger: Trigger) -> Result<Summary, PassError> {
-        let started = Instant::now();
-        let src_root = self.open_source_root()?;
-        let dst_root = self.open_replica_root()?;
-        let reporter = self.reporter(trigger);
-        let counters = Counters::default();
-        self.with_walk(&reporter, &counters, |walk| {
+        self.run(trigger, &|walk, src, dst| {
+            let Some(dst) = dst else {
+                // Dry run without a replica yet: every path is new.
+                return;
+            };
             for (from, to) in &batch.renames {
-                if self.stop.load(Ordering::Relaxed) {
+                if walk.ctx.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                walk.rename(&src_root, &dst_root, from, to);
+                walk.rename(src, dst, from, to);
                 walk.drain();
             }
             for (rel, deep) in &batch.paths {
-                if self.stop.load(Ordering::Relaxed) {
+                if walk.ctx.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                walk.path(&src_root, &dst_root, rel, *deep);
+                walk.path(src, dst, rel, *deep);
                 walk.drain();
             }
-        });
-        self.finish(&reporter, &counters, started)
+        })
     }
 
-    fn finish(
-        &self,
-        reporter: &Reporter,
-        counters: &Counters,
-        started: Instant,
-    ) -> Result<Summary, PassError> {
+    /// Open the roots and run `body` through the right sink: after a silent look-ahead
+    /// when `--max-delete` is set, then for real (or as a dry run).
+    fn run(&self, trigger: Trigger, body: &Body<'_>) -> Result<Summary, PassError> {
+        let started = Instant::now();
+        let src = self.open_source_root()?;
+        let dst = self.open_replica_root()?;
+        let reporter = self.reporter(trigger);
+        if let Some(max) = self.opts.max_delete
+            && !self.opts.dry_run
+        {
+            let quiet = Reporter {
+                log: Logger::root(slog::Discard, o!()),
+                trigger,
+            };
+            let look = DryRun::new(None, self.opts.plan);
+            self.walk(&look, &quiet, &Counters::default(), 0, |w| {
+                body(w, &src, dst.as_ref())
+            });
+            let would = look.removals.load(Ordering::Relaxed);
+            if would > max {
+                return Err(PassError::TooManyDeletes { would, max });
+            }
+        }
+        let counters = Arc::new(Counters::default());
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(Arc::clone(&counters));
+        }
+        let dry_actions = if self.opts.dry_run {
+            let dry = DryRun::new(Some(&self.out), self.opts.plan);
+            self.walk(&dry, &reporter, &counters, 0, |w| {
+                body(w, &src, dst.as_ref())
+            });
+            Some(dry.actions.load(Ordering::Relaxed))
+        } else {
+            let applier = Applier {
+                reporter: &reporter,
+                counters: &counters,
+                plan: self.opts.plan,
+                copy: self.opts.copy,
+                stop: &self.stop,
+            };
+            self.walk(&applier, &reporter, &counters, self.opts.workers, |w| {
+                body(w, &src, dst.as_ref())
+            });
+            None
+        };
+        if let Ok(mut c) = self.current.lock() {
+            *c = None;
+        }
         if self.stop.load(Ordering::Relaxed) {
             return Err(PassError::Stopped);
         }
         let summary = counters.summary();
         reporter.summary(&summary, started.elapsed());
+        if let Some(n) = dry_actions {
+            info!(self.log, "dry run: {} actions listed, nothing changed", n;
+                "action" => "dry-run", "actions" => n);
+        }
         Ok(summary)
     }
 
-    fn with_walk(
+    fn walk(
         &self,
+        sink: &dyn Sink,
         reporter: &Reporter,
         counters: &Counters,
+        workers: usize,
         body: impl FnOnce(&mut Walk<'_>),
     ) {
-        let applier = || Applier {
+        let ctx = || Ctx {
             reporter,
             counters,
             plan: self.opts.plan,
-            copy: self.opts.copy,
+            excludes: &self.opts.excludes,
             stop: &self.stop,
         };
         std::thread::scope(|s| {
-            let jobs = (self.opts.workers > 0).then(|| {
+            let jobs = (workers > 0).then(|| {
                 let (tx, rx) = sync_channel::<Job>(256);
                 let rx = Arc::new(Mutex::new(rx));
-                for _ in 0..self.opts.workers {
+                for _ in 0..workers {
                     let rx = Arc::clone(&rx);
-                    let applier = applier();
-                    s.spawn(move || worker(&applier, &rx));
+                    s.spawn(move || worker(sink, &rx));
                 }
                 tx
             });
             let mut walk = Walk {
-                applier: applier(),
+                sink,
+                ctx: ctx(),
                 jobs,
                 stack: Vec::new(),
             };
@@ -244,43 +332,69 @@ impl Engine {
     }
 }
 
-fn worker(applier: &Applier<'_>, rx: &Mutex<Receiver<Job>>) {
+fn dup(fd: &OwnedFd) -> OwnedFd {
+    // The walk takes ownership of its directory handles; the roots stay open for the next
+    // path of a batch. A `dup` of an open fd fails only when out of descriptors.
+    fd.try_clone().expect("duplicate a directory handle")
+}
+
+fn worker(sink: &dyn Sink, rx: &Mutex<Receiver<Job>>) {
     loop {
         let job = match rx.lock() {
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        applier.apply(job.dir.pair(), &job.action);
-        release(applier, &job.dir);
+        sink.apply(job.dir.target(), &job.action);
+        release(sink, &job.dir);
     }
 }
 
 /// Drop one hold on a directory; the last one out sets its metadata.
-fn release(applier: &Applier<'_>, dir: &DirState) {
+fn release(sink: &dyn Sink, dir: &DirState) {
     if dir.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-        applier.finish_dir(dir.pair(), dir.touched.load(Ordering::Relaxed));
+        sink.finish_dir(dir.target(), dir.touched.load(Ordering::Relaxed));
     }
 }
 
 impl Walk<'_> {
+    fn fault(&self, what: &'static str, rel: &Path, e: &io::Error) {
+        self.ctx.reporter.fault(self.ctx.counters, what, rel, e);
+    }
+
+    /// Leave excluded entries out of both listings (neither copied nor deleted). Temp files
+    /// of ours are never excluded: a crashed run's leftovers must still be cleaned.
+    fn exclude(&self, rel: &Path, src: &mut Listing, dst: &mut Listing) {
+        let ex = self.ctx.excludes;
+        if ex.is_empty() {
+            return;
+        }
+        let out = |name: &OsStr, dir: bool| ex.excludes(&rel.join(name), dir);
+        src.entries.retain(|e| !out(&e.name, e.kind == Kind::Dir));
+        src.errors.retain(|(n, _)| !out(n, false));
+        dst.entries
+            .retain(|e| is_temp_name(&e.name) || !out(&e.name, e.kind == Kind::Dir));
+    }
+
     /// Plan and apply one directory pair's listings, and queue its subdirectories: all of
     /// them when `deep`, else only those this call creates (a new directory is always walked
     /// whole: files made in it before its watch existed have no events).
-    fn dir(&mut self, state: Arc<DirState>, src: Listing, dst: Listing, deep: bool) {
-        let a = &self.applier;
-        a.counters
+    fn dir(&mut self, state: Arc<DirState>, mut src: Listing, mut dst: Listing, deep: bool) {
+        self.exclude(&state.rel, &mut src, &mut dst);
+        let c = &self.ctx;
+        c.counters
             .scanned
             .fetch_add(src.entries.len() as u64, Ordering::Relaxed);
         let mut keep = Vec::with_capacity(src.errors.len());
         for (name, err) in src.errors {
-            a.reporter
-                .fault(a.counters, "scan", &state.rel.join(&name), &err);
+            c.reporter
+                .fault(c.counters, "scan", &state.rel.join(&name), &err);
             keep.push(name);
         }
-        let actions = plan_dir(&src.entries, &dst.entries, &keep, a.plan);
+        let actions = plan_dir(&src.entries, &dst.entries, &keep, c.plan);
         if !actions.is_empty() {
             state.touched.store(true, Ordering::Relaxed);
+            self.sink.prepare_dir(state.target());
         }
         let mut failed: Vec<&OsString> = Vec::new();
         let mut made: Vec<&OsString> = Vec::new();
@@ -295,14 +409,14 @@ impl Walk<'_> {
                         };
                         if let Err(back) = tx.send(job) {
                             state.pending.fetch_sub(1, Ordering::AcqRel);
-                            a.apply(state.pair(), &back.0.action);
+                            self.sink.apply(state.target(), &back.0.action);
                         }
                         continue;
                     }
-                    a.apply(state.pair(), action);
+                    self.sink.apply(state.target(), action);
                 }
                 _ => {
-                    let ok = a.apply(state.pair(), action);
+                    let ok = self.sink.apply(state.target(), action);
                     match (ok, action) {
                         (false, _) => failed.push(action.name()),
                         (true, Action::MakeDir { name, .. }) => made.push(name),
@@ -322,28 +436,37 @@ impl Walk<'_> {
                 });
             }
         }
-        release(&self.applier, &state);
+        release(self.sink, &state);
     }
 
     /// Work through queued subdirectories, depth first.
     fn drain(&mut self) {
         while let Some(task) = self.stack.pop() {
-            if self.applier.stop.load(Ordering::Relaxed) {
+            if self.ctx.stop.load(Ordering::Relaxed) {
                 self.stack.clear();
                 return;
             }
             let rel = task.parent.rel.join(&task.name);
-            let a = &self.applier;
             let opened = (|| {
                 let src = open_child_dir(&task.parent.src, &task.name)
                     .map_err(|e| ("open source dir", e))?;
-                let dst = open_child_dir(&task.parent.dst, &task.name)
-                    .map_err(|e| ("open replica dir", e))?;
+                let dst = match &task.parent.dst {
+                    Some(parent) => match open_child_dir(parent, &task.name) {
+                        Ok(d) => Some(d),
+                        // Only a dry run gets here: the directory was not really made.
+                        Err(e) if task.fresh && e.kind() == io::ErrorKind::NotFound => None,
+                        Err(e) => return Err(("open replica dir", e)),
+                    },
+                    None => None,
+                };
                 if !task.scan {
                     return Ok((src, Listing::default(), dst, None));
                 }
                 let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
-                let dst_list = scan_dir(&dst).map_err(|e| ("scan replica", e))?;
+                let dst_list = match &dst {
+                    Some(d) => scan_dir(d).map_err(|e| ("scan replica", e))?,
+                    None => Listing::default(),
+                };
                 Ok::<_, (&'static str, io::Error)>((src, src_list, dst, Some(dst_list)))
             })();
             match opened {
@@ -351,15 +474,15 @@ impl Walk<'_> {
                     let state = new_state(src, dst, rel, task.fresh);
                     match dst_list {
                         Some(dst_list) => self.dir(state, src_list, dst_list, true),
-                        None => release(&self.applier, &state),
+                        None => release(self.sink, &state),
                     }
                 }
                 // Never delete on the strength of a failed scan: the subtree is left alone.
                 Err((what, e)) if e.kind() == io::ErrorKind::NotFound => {
-                    warn!(a.reporter.log, "{} vanished during the pass: {}", what, rel.display();
+                    warn!(self.ctx.reporter.log, "{} vanished during the pass: {}", what, rel.display();
                         "path" => %rel.display());
                 }
-                Err((what, e)) => a.reporter.fault(a.counters, what, &rel, &e),
+                Err((what, e)) => self.fault(what, &rel, &e),
             }
         }
     }
@@ -370,7 +493,6 @@ impl Walk<'_> {
     /// change of the root is a full pass.
     fn path(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path, deep: bool) {
         let comps = components(rel);
-        let a = &self.applier;
         let mut depth = comps.len().saturating_sub(1);
         let (src, dst) = loop {
             let p: PathBuf = comps[..depth].iter().collect();
@@ -380,8 +502,7 @@ impl Walk<'_> {
             ) {
                 (Ok(s), Ok(d)) => break (s, d),
                 (Err(e), _) | (_, Err(e)) if depth == 0 => {
-                    a.reporter
-                        .fault(a.counters, "open root", Path::new("."), &e);
+                    self.fault("open root", Path::new(""), &e);
                     return;
                 }
                 _ => depth -= 1,
@@ -390,7 +511,7 @@ impl Walk<'_> {
         let base: PathBuf = comps[..depth].iter().collect();
         let Some(name) = comps.get(depth) else {
             // The root: its metadata only.
-            release(&self.applier, &new_state(src, dst, base, false));
+            release(self.sink, &new_state(src, Some(dst), base, false));
             return;
         };
         // An ancestor was missing on one side: the whole subtree from there on is new.
@@ -404,12 +525,16 @@ impl Walk<'_> {
         match stat_entry(&dst, name) {
             Ok(e) => dst_list.entries.extend(e),
             Err(e) => {
-                a.reporter
-                    .fault(a.counters, "stat replica", &base.join(name), &e);
+                self.fault("stat replica", &base.join(name), &e);
                 return;
             }
         }
-        self.dir(new_state(src, dst, base, true), src_list, dst_list, deep);
+        self.dir(
+            new_state(src, Some(dst), base, true),
+            src_list,
+            dst_list,
+            deep,
+        );
     }
 
     /// Mirror a rename seen in SRC as a rename in REPLICA, when the replica entry under the
@@ -430,6 +555,10 @@ impl Walk<'_> {
         from: &Path,
         to: &Path,
     ) -> Option<Kind> {
+        let ex = self.ctx.excludes;
+        if ex.excludes(from, false) || ex.excludes(to, false) {
+            return None;
+        }
         let (from_dir, from_name) = split(from)?;
         let (to_dir, to_name) = split(to)?;
         let src_dir = open_dir_beneath(src_root, &to_dir).ok()?;
@@ -441,7 +570,7 @@ impl Walk<'_> {
             && match old.kind {
                 Kind::File => old.size == now.size && old.mtime == now.mtime,
                 Kind::Symlink => old.target == now.target,
-                Kind::Dir => true,
+                Kind::Dir => !ex.excludes(to, true) && !ex.excludes(from, true),
                 Kind::Special => false,
             };
         if !matches {
@@ -449,7 +578,7 @@ impl Walk<'_> {
         }
         let froms = (dst_from_dir.as_fd(), from_name);
         let tos = (dst_to_dir.as_fd(), to_name);
-        self.applier
+        self.sink
             .rename(froms, tos, (from, to), old.kind)
             .then_some(old.kind)
     }
@@ -480,7 +609,7 @@ pub struct Batch {
     pub paths: Vec<(PathBuf, bool)>,
 }
 
-fn new_state(src: OwnedFd, dst: OwnedFd, rel: PathBuf, touched: bool) -> Arc<DirState> {
+fn new_state(src: OwnedFd, dst: Option<OwnedFd>, rel: PathBuf, touched: bool) -> Arc<DirState> {
     Arc::new(DirState {
         src,
         dst,

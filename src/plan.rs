@@ -249,12 +249,17 @@ fn push_meta(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool, out: 
 }
 
 /// The metadata of `rep` that differs from `src`.
+///
+/// A chown clears the setuid and setgid bits of a file (root included), so an owner change
+/// on a file that carries them sets the mode again afterwards.
 pub fn meta_fix(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool) -> MetaFix {
+    let owner =
+        (opts.owner && (src.uid, src.gid) != (rep.uid, rep.gid)).then_some((src.uid, src.gid));
+    let chown_clears_mode = owner.is_some() && src.kind == Kind::File && src.mode & 0o6000 != 0;
     MetaFix {
-        mode: (with_mode && src.mode != rep.mode).then_some(src.mode),
+        mode: (with_mode && (src.mode != rep.mode || chown_clears_mode)).then_some(src.mode),
         mtime: (src.mtime != rep.mtime).then_some(src.mtime),
-        owner: (opts.owner && (src.uid, src.gid) != (rep.uid, rep.gid))
-            .then_some((src.uid, src.gid)),
+        owner,
     }
 }
 
@@ -400,6 +405,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(plan_dir(&[src], &[rep], &[], opts).len(), 1);
+    }
+
+    #[test]
+    fn owner_change_on_setuid_file_sets_mode_again() {
+        let mut src = e("prog", Kind::File);
+        src.mode = 0o4755;
+        src.uid = 1234;
+        let mut rep = src.clone();
+        rep.uid = 0;
+        let opts = PlanOptions {
+            owner: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            plan_dir(std::slice::from_ref(&src), &[rep], &[], opts),
+            vec![Action::SetMeta {
+                name: "prog".into(),
+                fix: MetaFix {
+                    mode: Some(0o4755),
+                    owner: Some((1234, 0)),
+                    ..MetaFix::default()
+                }
+            }]
+        );
     }
 
     #[test]

@@ -29,9 +29,14 @@ pub fn engine(config: &Config, log: &Logger, stop: Arc<AtomicBool>) -> Engine {
             },
             workers: config.workers,
             allow_empty_source: config.allow_empty_source,
+            excludes: config.excludes.clone(),
+            dry_run: config.dry_run,
+            max_delete: config.max_delete,
         },
         log: log.clone(),
         stop,
+        out: std::sync::Mutex::new(Box::new(std::io::stdout())),
+        current: std::sync::Mutex::new(None),
     }
 }
 
@@ -78,7 +83,7 @@ pub fn pass_outcome(log: &Logger, result: Result<Summary, PassError>) -> Outcome
             Outcome::Partial
         }
         Err(PassError::Stopped) => Outcome::Success,
-        Err(e @ PassError::EmptySource) => {
+        Err(e @ (PassError::EmptySource | PassError::TooManyDeletes { .. })) => {
             error!(log, "{}", e);
             Outcome::Partial
         }

@@ -371,7 +371,7 @@ fn owner_and_group_are_mirrored_as_root() {
 }
 
 #[test]
-#[ignore = "BUG: owner-only metadata fix chowns without re-applying mode; chown clears setuid/setgid"]
+
 fn owner_change_keeps_setuid_bit_as_root() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -889,7 +889,7 @@ fn read_only_extra_dir_is_removed_when_unprivileged() {
 }
 
 #[test]
-#[ignore = "BUG: unprivileged, files inside a read-only (0o555) dir are never updated (EACCES, exit 3)"]
+
 fn file_in_read_only_dir_is_updated_when_unprivileged() {
     let env = Env::new();
     write(env.src.join("ro/f"), "one");

@@ -1,0 +1,232 @@
+//! Where a walk's decisions go: to `apply` (which writes), or to a dry run (which only
+//! tells). The walker and the planner never know which, so `--dry-run` and `--max-delete`'s
+//! look-ahead cannot drift from what a real pass does.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::fstat;
+
+use crate::apply::{Applier, DirPair, Done};
+use crate::entry::Kind;
+use crate::handle::open_child_dir;
+use crate::plan::{Action, PlanOptions, Reason, dir_meta};
+use crate::scan::{entry_from_stat, scan_dir};
+
+/// A directory pair as the walk sees it. `dst` is `None` only in a dry run, for a replica
+/// directory that a real pass would have created.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub src: BorrowedFd<'a>,
+    pub dst: Option<BorrowedFd<'a>>,
+    pub rel: &'a Path,
+}
+
+pub trait Sink: Sync {
+    /// About to change entries in `dir`.
+    fn prepare_dir(&self, dir: Target<'_>);
+    /// Carry out (or report) one planned action in `dir`.
+    fn apply(&self, dir: Target<'_>, action: &Action) -> Done;
+    /// Bring `dir`'s own metadata up to date once everything in it is done.
+    fn finish_dir(&self, dir: Target<'_>, quiet: bool);
+    /// Rename a replica entry; `false` makes the caller fall back to copy + delete.
+    fn rename(
+        &self,
+        from: (BorrowedFd<'_>, &OsStr),
+        to: (BorrowedFd<'_>, &OsStr),
+        paths: (&Path, &Path),
+        kind: Kind,
+    ) -> Done;
+}
+
+impl Sink for Applier<'_> {
+    fn prepare_dir(&self, dir: Target<'_>) {
+        if let Some(dst) = dir.dst {
+            Applier::prepare_dir(
+                self,
+                DirPair {
+                    src: dir.src,
+                    dst,
+                    rel: dir.rel,
+                },
+            );
+        }
+    }
+
+    fn apply(&self, dir: Target<'_>, action: &Action) -> Done {
+        match dir.dst {
+            Some(dst) => Applier::apply(
+                self,
+                DirPair {
+                    src: dir.src,
+                    dst,
+                    rel: dir.rel,
+                },
+                action,
+            ),
+            None => false,
+        }
+    }
+
+    fn finish_dir(&self, dir: Target<'_>, quiet: bool) {
+        if let Some(dst) = dir.dst {
+            Applier::finish_dir(
+                self,
+                DirPair {
+                    src: dir.src,
+                    dst,
+                    rel: dir.rel,
+                },
+                quiet,
+            );
+        }
+    }
+
+    fn rename(
+        &self,
+        from: (BorrowedFd<'_>, &OsStr),
+        to: (BorrowedFd<'_>, &OsStr),
+        paths: (&Path, &Path),
+        kind: Kind,
+    ) -> Done {
+        Applier::rename(self, from, to, paths, kind)
+    }
+}
+
+/// Reports what a pass would do, itemized like `rsync -i`, and changes nothing. With no
+/// output it only counts removals (the look-ahead behind `--max-delete`).
+pub struct DryRun<'a> {
+    pub out: Option<&'a Mutex<Box<dyn Write + Send>>>,
+    pub plan: PlanOptions,
+    /// Replica entries that would be removed, counting everything inside removed dirs.
+    pub removals: AtomicU64,
+    pub actions: AtomicU64,
+}
+
+impl<'a> DryRun<'a> {
+    pub fn new(out: Option<&'a Mutex<Box<dyn Write + Send>>>, plan: PlanOptions) -> Self {
+        DryRun {
+            out,
+            plan,
+            removals: AtomicU64::new(0),
+            actions: AtomicU64::new(0),
+        }
+    }
+
+    fn line(&self, sym: char, kind: &str, path: &Path, note: &str) {
+        self.actions.fetch_add(1, Ordering::Relaxed);
+        if let Some(out) = self.out
+            && let Ok(mut out) = out.lock()
+        {
+            let shown = if path.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                path
+            };
+            let _ = writeln!(out, "{sym} {kind:<7} {} ({note})", shown.display());
+        }
+    }
+}
+
+/// Entries below (and including) a replica directory, read-only.
+fn count_tree(parent: BorrowedFd<'_>, name: &OsStr) -> u64 {
+    let Ok(fd) = open_child_dir(parent, name) else {
+        return 1;
+    };
+    let Ok(list) = scan_dir(&fd) else { return 1 };
+    1 + list
+        .entries
+        .iter()
+        .map(|e| {
+            if e.kind == Kind::Dir {
+                count_tree(fd.as_fd(), &e.name)
+            } else {
+                1
+            }
+        })
+        .sum::<u64>()
+}
+
+impl Sink for DryRun<'_> {
+    fn prepare_dir(&self, _dir: Target<'_>) {}
+
+    fn apply(&self, dir: Target<'_>, action: &Action) -> Done {
+        let path = dir.rel.join(action.name());
+        match action {
+            Action::Remove { name, kind, reason } => {
+                let n = match (kind, dir.dst) {
+                    (Kind::Dir, Some(dst)) => count_tree(dst, name),
+                    _ => 1,
+                };
+                self.removals.fetch_add(n, Ordering::Relaxed);
+                let note = if n > 1 {
+                    format!("{}, {} entries", reason.as_str(), n)
+                } else {
+                    reason.as_str().to_owned()
+                };
+                self.line('-', kind.as_str(), &path, &note);
+            }
+            Action::MakeDir { reason, .. } => self.line('+', "dir", &path, reason.as_str()),
+            Action::CopyFile { reason, .. } => {
+                let sym = if *reason == Reason::New { '+' } else { '>' };
+                self.line(sym, "file", &path, reason.as_str());
+            }
+            Action::CheckContent { .. } => self.line('?', "file", &path, "checksum compare"),
+            Action::Symlink { target, reason, .. } => {
+                let note = format!("{} -> {}", reason.as_str(), Path::new(target).display());
+                self.line('+', "symlink", &path, &note);
+            }
+            Action::SetMeta { fix, .. } => self.line('~', "meta", &path, &describe_fix(fix)),
+            Action::SkipSpecial { .. } => self.line('!', "special", &path, "skipped"),
+        }
+        true
+    }
+
+    fn finish_dir(&self, dir: Target<'_>, quiet: bool) {
+        let Some(dst) = dir.dst else { return };
+        if quiet {
+            return;
+        }
+        if let (Ok(s), Ok(d)) = (fstat(dir.src), fstat(dst)) {
+            let fix = dir_meta(
+                &entry_from_stat(Default::default(), &s),
+                &entry_from_stat(Default::default(), &d),
+                self.plan,
+            );
+            if !fix.is_empty() {
+                self.line('~', "meta", dir.rel, &describe_fix(&fix));
+            }
+        }
+    }
+
+    fn rename(
+        &self,
+        _from: (BorrowedFd<'_>, &OsStr),
+        _to: (BorrowedFd<'_>, &OsStr),
+        (from, to): (&Path, &Path),
+        kind: Kind,
+    ) -> Done {
+        // Nothing moves in a dry run: the walk then plans both paths as they are on disk,
+        // so a rename is listed as the removal and creation it falls back to.
+        let _ = (from, to, kind);
+        false
+    }
+}
+
+fn describe_fix(fix: &crate::plan::MetaFix) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = fix.mode {
+        parts.push(format!("mode {m:04o}"));
+    }
+    if fix.mtime.is_some() {
+        parts.push("mtime".to_owned());
+    }
+    if let Some((u, g)) = fix.owner {
+        parts.push(format!("owner {u}:{g}"));
+    }
+    parts.join(", ")
+}
