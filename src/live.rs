@@ -117,7 +117,17 @@ pub fn run(
 impl Live<'_> {
     fn start_watch(&mut self) {
         let tx = self.tx.clone();
-        match watch::start_to(&self.config.source, self.config.debounce, tx, Msg::Events) {
+        let backend = match self.config.poll {
+            Some(every) => watch::Backend::Poll(every),
+            None => watch::Backend::Inotify,
+        };
+        match watch::start_to(
+            &self.config.source,
+            self.config.debounce,
+            backend,
+            tx,
+            Msg::Events,
+        ) {
             Ok(w) => self.watch = Some(w),
             Err(e) if watch::is_watch_limit(&e) => {
                 self.limit_reported = true;
@@ -134,6 +144,7 @@ impl Live<'_> {
                 for ev in &events {
                     debug!(self.log, "event"; "kind" => ?ev.kind, "paths" => ?ev.paths);
                     let hints = watch::interpret(ev, &self.config.source);
+                    let hints = watch::drop_excluded(hints, &self.config.excludes);
                     if watch::enqueue(hints, queue) {
                         self.pause("the source folder was deleted or moved");
                     }

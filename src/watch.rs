@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer_opt};
+use notify_debouncer_full::{
+    DebounceEventResult, Debouncer, FileIdMap, RecommendedCache, new_debouncer_opt,
+};
 
+use crate::exclude::Excludes;
 use crate::queue::Queue;
 
 /// What one event asks of the queue.
@@ -89,28 +92,81 @@ pub fn enqueue(hints: Vec<Hint>, queue: &mut Queue) -> bool {
     root_gone
 }
 
+/// Drop what concerns excluded paths, before it reaches the queue. A rename across the
+/// boundary becomes what it is for the mirror: leaving the excluded area is a creation,
+/// entering it a removal.
+pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
+    if ex.is_empty() {
+        return hints;
+    }
+    let out = |p: &Path| ex.excludes(p, false);
+    hints
+        .into_iter()
+        .filter_map(|h| match h {
+            Hint::Path(p, _) if out(&p) => None,
+            Hint::Rename(f, t) => match (out(&f), out(&t)) {
+                (true, true) => None,
+                (true, false) => Some(Hint::Path(t, true)),
+                (false, true) => Some(Hint::Path(f, false)),
+                (false, false) => Some(Hint::Rename(f, t)),
+            },
+            other => Some(other),
+        })
+        .collect()
+}
+
 /// A running watcher on SRC; dropping it stops it.
-pub struct Watch {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+pub enum Watch {
+    Inotify(Debouncer<notify::RecommendedWatcher, RecommendedCache>),
+    /// For network and FUSE filesystems, which deliver no events.
+    Poll(Debouncer<notify::PollWatcher, FileIdMap>),
+}
+
+/// How to watch.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Inotify,
+    /// Rescan every interval. notify's PollWatcher compares mtimes (whole seconds on some
+    /// filesystems); the periodic full pass catches anything it misses.
+    Poll(Duration),
 }
 
 /// Start watching `root` recursively (never following symlinks: a link to a folder outside
-/// SRC must neither be watched nor spend a watch). Batches arrive on `tx` every `debounce`.
-pub fn start<F>(root: &Path, debounce: Duration, handler: F) -> notify::Result<Watch>
+/// SRC must neither be watched nor spend a watch). Batches arrive every `debounce`.
+pub fn start<F>(
+    root: &Path,
+    debounce: Duration,
+    backend: Backend,
+    handler: F,
+) -> notify::Result<Watch>
 where
     F: FnMut(DebounceEventResult) + Send + 'static,
 {
     let config = notify::Config::default().with_follow_symlinks(false);
-    let mut debouncer = new_debouncer_opt::<_, notify::RecommendedWatcher, _>(
-        debounce,
-        None,
-        handler,
-        RecommendedCache::new(),
-        config,
-    )?;
-    debouncer.watch(root, RecursiveMode::Recursive)?;
-    Ok(Watch {
-        _debouncer: debouncer,
+    Ok(match backend {
+        Backend::Inotify => {
+            let mut d = new_debouncer_opt::<_, notify::RecommendedWatcher, _>(
+                debounce,
+                None,
+                handler,
+                RecommendedCache::new(),
+                config,
+            )?;
+            d.watch(root, RecursiveMode::Recursive)?;
+            Watch::Inotify(d)
+        }
+        Backend::Poll(every) => {
+            // The file-id cache pairs a poll's remove + create into a rename.
+            let mut d = new_debouncer_opt::<_, notify::PollWatcher, _>(
+                debounce,
+                None,
+                handler,
+                FileIdMap::new(),
+                config.with_poll_interval(every),
+            )?;
+            d.watch(root, RecursiveMode::Recursive)?;
+            Watch::Poll(d)
+        }
     })
 }
 
@@ -118,10 +174,11 @@ where
 pub fn start_to<M: Send + 'static>(
     root: &Path,
     debounce: Duration,
+    backend: Backend,
     tx: Sender<M>,
     wrap: fn(DebounceEventResult) -> M,
 ) -> notify::Result<Watch> {
-    start(root, debounce, move |r| {
+    start(root, debounce, backend, move |r| {
         let _ = tx.send(wrap(r));
     })
 }
@@ -135,7 +192,7 @@ pub fn is_watch_limit(e: &notify::Error) -> bool {
 /// What to tell the user when the watch limit is hit.
 pub const WATCH_LIMIT_HINT: &str = "the inotify watch limit (one per directory) is reached: \
 changes in some directories will only be mirrored by the periodic full pass. Raise it with \
-`sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/)";
+`sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/), or use --poll";
 
 #[cfg(test)]
 mod tests {
@@ -216,6 +273,23 @@ mod tests {
         assert_eq!(hints(rm, &["/src"]), vec![Hint::RootGone]);
         let mv = EventKind::Modify(ModifyKind::Name(RenameMode::From));
         assert_eq!(hints(mv, &["/src"]), vec![Hint::RootGone]);
+    }
+
+    #[test]
+    fn excluded_paths_never_reach_the_queue() {
+        let ex = Excludes::new(&["*.log".to_string(), "build/".to_string()]).unwrap();
+        let hints = vec![
+            p("a.log", false),
+            p("build/x.o", false),
+            p("keep.txt", false),
+            Hint::Rename("x.log".into(), "x.txt".into()),
+            Hint::Rename("y.txt".into(), "y.log".into()),
+            Hint::Rename("a.log".into(), "b.log".into()),
+        ];
+        assert_eq!(
+            drop_excluded(hints, &ex),
+            vec![p("keep.txt", false), p("x.txt", true), p("y.txt", false)]
+        );
     }
 
     #[test]
