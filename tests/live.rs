@@ -1,0 +1,756 @@
+//! Live mode end to end: the binary runs with a short debounce, a change is made in SRC, and
+//! the test waits until REPLICA mirrors it again (every property `tree_diff` compares).
+//!
+//! Nothing asserted depends on a sleep: each test polls for convergence (or for a log record)
+//! with a generous deadline. All tests here are serialised by one lock: the overflow test
+//! changes a machine-wide sysctl that every watcher started meanwhile would inherit, and
+//! running the watchers one at a time also keeps the timings honest on a small machine.
+mod support;
+use support::*;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+/// How long a change may take to reach REPLICA.
+const CONVERGE: Duration = Duration::from_secs(15);
+/// How long the binary may take to do its initial pass and start watching.
+const STARTUP: Duration = Duration::from_secs(20);
+/// How long a matching replica must stay matching to count as converged.
+const SETTLE: Duration = Duration::from_millis(50);
+/// How long a record may take to reach the logfile (it is written by a background thread).
+const LOG_WAIT: Duration = Duration::from_secs(5);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Taken first thing by every test: one live test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running `replwatch` in live mode; SIGKILLed on drop if still running.
+struct Live {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    log: PathBuf,
+    status: Option<ExitStatus>,
+}
+
+impl Live {
+    /// Live mode with a 50 ms debounce, no reconciliation during the test and a 5 min cap.
+    fn start(env: &Env) -> Live {
+        Live::with(env, "10m", "5m")
+    }
+
+    /// Live mode with the given `--interval` and `--duration`; returns once the initial pass
+    /// is done and the log says it is watching.
+    fn with(env: &Env, interval: &str, duration: &str) -> Live {
+        let root = env.root();
+        let stdout = root.join("live.stdout");
+        let stderr = root.join("live.stderr");
+        let child = env
+            .cmd(&["--debounce", "50ms", "-i", interval, "-d", duration])
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).unwrap())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut live = Live {
+            child,
+            stdout,
+            stderr,
+            log: env.logs.join("replwatch.log"),
+            status: None,
+        };
+        let end = Instant::now() + STARTUP;
+        loop {
+            if live.log_text().contains("watching") {
+                return live;
+            }
+            if live.poll_exit().is_some() {
+                panic!("replwatch exited before watching");
+            }
+            if Instant::now() > end {
+                panic!("replwatch not watching after {STARTUP:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_child(&self.child)
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill_process(self.pid(), sig).unwrap();
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn poll_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().unwrap();
+        }
+        self.status
+    }
+
+    /// The exit status, if the process ends within `deadline`.
+    fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(s) = self.poll_exit() {
+                return Some(s);
+            }
+            if Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Poll the logfile until one line contains every one of `parts` (records are written by
+    /// a background thread, a moment after the change they describe); fail otherwise.
+    #[track_caller]
+    fn wait_log(&self, parts: &[&str], deadline: Duration) {
+        let found = || {
+            self.log_text()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+        };
+        if !wait_until(deadline, found) {
+            panic!("no log line with all of {parts:?} after {deadline:?}");
+        }
+    }
+
+    /// Everything the process said, for failure messages.
+    fn output(&self) -> String {
+        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "exit {:?}\n--- log\n{}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.log_text(),
+            read(&self.stdout),
+            read(&self.stderr)
+        )
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if self.poll_exit().is_none() {
+            let _ = kill_process(self.pid(), Signal::KILL);
+            let _ = self.child.wait();
+        }
+        // A failing test shows what the process logged.
+        if std::thread::panicking() {
+            eprintln!("{}", self.output());
+        }
+    }
+}
+
+/// Wait for REPLICA to mirror SRC; on timeout, fail with the differences (and, from
+/// `Live`'s drop, the log).
+#[track_caller]
+fn converge(env: &Env) {
+    converge_within(env, CONVERGE);
+}
+
+/// `wait_mirrored`, made safe against two races of comparing a tree that is being written:
+///
+/// - support's listing unwraps every stat, so it panics when an entry vanishes between
+///   readdir and stat (a temp file renamed into place while a copy finishes); such a look
+///   counts as "not yet";
+/// - a walk is no snapshot: it reads a directory's mtime before its entries, so it can see
+///   the mtime fixed by one operation and the entries left by the next, in flight, and match
+///   for a moment. The trees must match on two looks `SETTLE` apart.
+///
+/// Then the strict check runs once more on what is by now a quiet tree.
+#[track_caller]
+fn converge_within(env: &Env, deadline: Duration) {
+    let diff = || {
+        std::panic::catch_unwind(AssertUnwindSafe(|| tree_diff(&env.src, &env.rep)))
+            .unwrap_or_else(|_| vec!["(the tree changed while it was compared)".into()])
+    };
+    let settled = || {
+        diff().is_empty() && {
+            std::thread::sleep(SETTLE);
+            diff().is_empty()
+        }
+    };
+    if !wait_until(deadline, settled) {
+        panic!(
+            "replica did not converge in {deadline:?}:\n{}",
+            diff().join("\n")
+        );
+    }
+    assert_mirrored(&env.src, &env.rep);
+}
+
+/// An environment with `files` (relative path, contents) in SRC before the run starts.
+fn env_with(files: &[(&str, &[u8])]) -> Env {
+    let env = Env::new();
+    for (p, data) in files {
+        write(env.src.join(p), data);
+    }
+    env
+}
+
+/// Start live mode and check the initial pass mirrored what SRC held.
+fn start(env: &Env) -> Live {
+    let live = Live::start(env);
+    converge(env);
+    live
+}
+
+fn ino(p: impl AsRef<Path>) -> u64 {
+    p.as_ref().symlink_metadata().unwrap().ino()
+}
+
+fn append(path: impl AsRef<Path>, data: &[u8]) {
+    let mut f = OpenOptions::new().append(true).open(path).unwrap();
+    f.write_all(data).unwrap();
+}
+
+// ---- files ----
+
+#[test]
+fn create_file() {
+    let _g = serial();
+    let env = Env::new();
+    let _live = start(&env);
+    write(env.src.join("new.txt"), bytes(5000, 1));
+    write(env.src.join("empty"), b"");
+    converge(&env);
+}
+
+#[test]
+fn modify_file() {
+    let _g = serial();
+    let env = env_with(&[("f", b"old contents")]);
+    let _live = start(&env);
+    write(env.src.join("f"), bytes(70_000, 2));
+    converge(&env);
+    // Same length again, new bytes: the mtime moves, so it is copied.
+    write(env.src.join("f"), bytes(70_000, 3));
+    converge(&env);
+}
+
+#[test]
+fn append_to_file() {
+    let _g = serial();
+    let env = env_with(&[("log.txt", b"line 1\n")]);
+    let _live = start(&env);
+    append(env.src.join("log.txt"), b"line 2\n");
+    converge(&env);
+    append(env.src.join("log.txt"), &bytes(100_000, 4));
+    converge(&env);
+}
+
+#[test]
+fn truncate_file() {
+    let _g = serial();
+    let big = bytes(200_000, 5);
+    let env = env_with(&[("t", &big), ("z", &big)]);
+    let _live = start(&env);
+    OpenOptions::new()
+        .write(true)
+        .open(env.src.join("t"))
+        .unwrap()
+        .set_len(1234)
+        .unwrap();
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(env.src.join("z"))
+        .unwrap();
+    converge(&env);
+    assert_eq!(fs::metadata(env.rep.join("t")).unwrap().len(), 1234);
+    assert_eq!(fs::metadata(env.rep.join("z")).unwrap().len(), 0);
+}
+
+#[test]
+fn delete_file() {
+    let _g = serial();
+    let env = env_with(&[("gone", b"x"), ("d/gone too", b"y"), ("kept", b"z")]);
+    let _live = start(&env);
+    fs::remove_file(env.src.join("gone")).unwrap();
+    fs::remove_file(env.src.join("d/gone too")).unwrap();
+    converge(&env);
+    assert!(!env.rep.join("gone").exists());
+    assert!(env.rep.join("kept").exists());
+}
+
+#[test]
+fn file_written_in_many_small_appends() {
+    let _g = serial();
+    let env = env_with(&[("growing", b"")]);
+    let _live = start(&env);
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(env.src.join("growing"))
+        .unwrap();
+    let started = Instant::now();
+    for i in 0..50u64 {
+        f.write_all(&bytes(997, i)).unwrap();
+        f.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(f);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    converge(&env);
+    assert_eq!(
+        fs::metadata(env.rep.join("growing")).unwrap().len(),
+        50 * 997
+    );
+}
+
+// ---- renames ----
+
+#[test]
+fn rename_file_keeps_the_replica_inode() {
+    let _g = serial();
+    let env = env_with(&[("a.txt", &bytes(50_000, 6)), ("d/other", b"o")]);
+    let live = start(&env);
+    let before = inodes(&env.rep);
+    fs::rename(env.src.join("a.txt"), env.src.join("d/b.txt")).unwrap();
+    converge(&env);
+    assert_eq!(
+        ino(env.rep.join("d/b.txt")),
+        before[Path::new("a.txt")],
+        "the renamed file was copied again, not renamed",
+    );
+    live.wait_log(
+        &["action: rename", "path: d/b.txt", "from: a.txt"],
+        LOG_WAIT,
+    );
+}
+
+#[test]
+fn rename_dir_keeps_the_replica_inodes() {
+    let _g = serial();
+    let env = env_with(&[
+        ("dir/x", b"x"),
+        ("dir/sub/y", &bytes(30_000, 7)),
+        ("dir/sub/deeper/z", b"z"),
+    ]);
+    let live = start(&env);
+    let before = inodes(&env.rep);
+    fs::rename(env.src.join("dir"), env.src.join("moved")).unwrap();
+    converge(&env);
+    let after = inodes(&env.rep);
+    for (old, new) in [
+        ("dir", "moved"),
+        ("dir/x", "moved/x"),
+        ("dir/sub/y", "moved/sub/y"),
+        ("dir/sub/deeper/z", "moved/sub/deeper/z"),
+    ] {
+        assert_eq!(
+            after[Path::new(new)],
+            before[Path::new(old)],
+            "{new} is not the replica's {old} renamed",
+        );
+    }
+    live.wait_log(&["action: rename", "path: moved,", "from: dir,"], LOG_WAIT);
+}
+
+/// An editor's save: write a temp beside the file, rename it over the file.
+#[test]
+fn save_by_rename_over_the_file() {
+    let _g = serial();
+    let env = env_with(&[("doc.txt", b"v0"), ("other", b"o")]);
+    let _live = start(&env);
+    for v in 1..=5u64 {
+        write(env.src.join(".doc.txt.swp"), bytes(100 + v as usize, v));
+        fs::rename(env.src.join(".doc.txt.swp"), env.src.join("doc.txt")).unwrap();
+    }
+    converge(&env);
+}
+
+/// Renames whose replays in order pass through names that no longer exist in SRC.
+#[test]
+fn swapped_names_and_rename_chains() {
+    let _g = serial();
+    let env = env_with(&[
+        ("a", &bytes(1000, 13)),
+        ("b", &bytes(2000, 14)),
+        ("da/x", b"x"),
+        ("db/y", b"y"),
+        ("d/f", b"f"),
+        ("d/s/g", b"g"),
+    ]);
+    let _live = start(&env);
+    let mv = |from: &str, to: &str| fs::rename(env.src.join(from), env.src.join(to)).unwrap();
+    mv("a", "tmp");
+    mv("b", "a");
+    mv("tmp", "b");
+    mv("da", "tmpd");
+    mv("db", "da");
+    mv("tmpd", "db");
+    mv("d", "e");
+    mv("e", "f");
+    write(env.src.join("d/new at the old name"), b"new");
+    write(env.src.join("f/s/h"), b"h");
+    converge(&env);
+}
+
+// ---- directories ----
+
+#[test]
+fn mkdir_p_with_files_written_at_once() {
+    let _g = serial();
+    let env = Env::new();
+    let _live = start(&env);
+    let deep = env.src.join("a/b/c/d");
+    fs::create_dir_all(&deep).unwrap();
+    for i in 0..20 {
+        fs::write(deep.join(format!("f{i}")), bytes(100 + i, i as u64)).unwrap();
+    }
+    fs::write(env.src.join("a/b/mid"), b"mid").unwrap();
+    converge(&env);
+}
+
+#[test]
+fn rm_rf_subtree() {
+    let _g = serial();
+    let env = Env::new();
+    for i in 0..10 {
+        write(env.src.join(format!("t/a{i}/b/f{i}")), bytes(10, i));
+        write(env.src.join(format!("t/g{i}")), b"g");
+    }
+    write(env.src.join("keep/f"), b"k");
+    let _live = start(&env);
+    fs::remove_dir_all(env.src.join("t")).unwrap();
+    converge(&env);
+    assert!(!env.rep.join("t").exists());
+}
+
+#[test]
+fn chmod_file_and_dir() {
+    let _g = serial();
+    let env = env_with(&[("d/f", b"data"), ("g", b"g")]);
+    let _live = start(&env);
+    chmod(env.src.join("d/f"), 0o600);
+    chmod(env.src.join("g"), 0o751);
+    chmod(env.src.join("d"), 0o700);
+    converge(&env);
+}
+
+#[test]
+fn touch_m_to_an_old_time() {
+    let _g = serial();
+    let env = env_with(&[("f", b"same bytes"), ("d/g", b"g")]);
+    let _live = start(&env);
+    set_mtime(env.src.join("f"), 946_684_800, 123_456_789);
+    set_mtime(env.src.join("d"), 1_000_000_000, 0);
+    converge(&env);
+}
+
+#[test]
+fn symlink_create_and_retarget() {
+    let _g = serial();
+    let env = env_with(&[("t1", b"1"), ("t2", b"2")]);
+    let _live = start(&env);
+    symlink("t1", env.src.join("link"));
+    symlink("/nonexistent/dangling", env.src.join("d/dangling"));
+    converge(&env);
+    fs::remove_file(env.src.join("link")).unwrap();
+    symlink("t2", env.src.join("link"));
+    converge(&env);
+    assert_eq!(
+        fs::read_link(env.rep.join("link")).unwrap(),
+        Path::new("t2")
+    );
+}
+
+#[test]
+fn file_replaced_by_dir_and_back() {
+    let _g = serial();
+    let env = env_with(&[("x", b"a file")]);
+    let _live = start(&env);
+    fs::remove_file(env.src.join("x")).unwrap();
+    write(env.src.join("x/inside"), b"now a dir");
+    converge(&env);
+    assert!(env.rep.join("x").is_dir());
+    fs::remove_dir_all(env.src.join("x")).unwrap();
+    write(env.src.join("x"), b"a file again");
+    converge(&env);
+    assert!(env.rep.join("x").is_file());
+}
+
+#[test]
+fn tree_moved_in_and_subtree_moved_out() {
+    let _g = serial();
+    let env = env_with(&[("stay/f", b"s"), ("leaving/a/b", b"b"), ("leaving/c", b"c")]);
+    let outside = env.root().join("outside");
+    for i in 0..5 {
+        write(outside.join(format!("tree/d{i}/f")), bytes(1000, i));
+    }
+    symlink("d0/f", outside.join("tree/link"));
+    let _live = start(&env);
+
+    fs::rename(outside.join("tree"), env.src.join("tree")).unwrap();
+    converge(&env);
+    assert!(env.rep.join("tree/d4/f").is_file());
+
+    fs::rename(env.src.join("leaving"), env.root().join("gone")).unwrap();
+    converge(&env);
+    assert!(!env.rep.join("leaving").exists());
+}
+
+/// A directory moved in, then filled at once: files made before the watch on the new
+/// directory exists have no events of their own.
+#[test]
+fn dir_moved_in_then_filled_at_once() {
+    let _g = serial();
+    let env = Env::new();
+    let _live = start(&env);
+    mkdir(env.root().join("o/p"));
+    fs::rename(env.root().join("o"), env.src.join("o")).unwrap();
+    write(env.src.join("o/p/q/r"), b"r");
+    write(env.src.join("o/f"), b"f");
+    converge(&env);
+    for i in 0..10 {
+        write(env.src.join(format!("o/p/q/n{i}")), b"n");
+    }
+    converge(&env);
+}
+
+#[test]
+fn file_and_dir_replaced_by_symlinks() {
+    let _g = serial();
+    let env = env_with(&[("f", b"f"), ("d/x", b"x"), ("t", b"t")]);
+    let _live = start(&env);
+    fs::remove_file(env.src.join("f")).unwrap();
+    symlink("t", env.src.join("f"));
+    fs::remove_dir_all(env.src.join("d")).unwrap();
+    symlink("t", env.src.join("d"));
+    converge(&env);
+    assert!(env.rep.join("d").symlink_metadata().unwrap().is_symlink());
+}
+
+// ---- volume ----
+
+#[test]
+fn burst_of_1000_creates() {
+    let _g = serial();
+    let env = Env::new();
+    let _live = start(&env);
+    for d in 0..4 {
+        let dir = env.src.join(format!("burst{d}"));
+        fs::create_dir(&dir).unwrap();
+        for i in 0..250 {
+            fs::write(dir.join(format!("f{i:03}")), format!("{d}/{i}")).unwrap();
+        }
+    }
+    converge(&env);
+}
+
+/// The inotify queue overflows (its limit is read when the watcher is created): the watcher
+/// asks for a rescan and a full pass repairs everything.
+#[test]
+fn inotify_overflow_triggers_a_full_pass() {
+    let _g = serial();
+    if !is_root() {
+        eprintln!("skipped: changing fs.inotify.max_queued_events needs root");
+        return;
+    }
+    let _limit = match Sysctl::set(QUEUED_EVENTS, "64") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipped: cannot set {QUEUED_EVENTS}: {e}");
+            return;
+        }
+    };
+    let env = Env::new();
+    let dirs: Vec<PathBuf> = (0..4).map(|d| env.src.join(format!("o{d}"))).collect();
+    for d in &dirs {
+        mkdir(d);
+    }
+    let live = start(&env);
+    // Nothing reads the inotify queue while the process is stopped: with room for 64 events,
+    // 2,000 creates (each a create, a modify and a close) overflow it for sure.
+    live.signal(Signal::STOP);
+    let made = (|| {
+        for (d, dir) in dirs.iter().enumerate() {
+            for i in 0..500 {
+                fs::write(dir.join(format!("f{i:03}")), [d as u8, i as u8])?;
+            }
+        }
+        std::io::Result::Ok(())
+    })();
+    live.signal(Signal::CONT);
+    made.unwrap();
+    converge(&env);
+    live.wait_log(&["full pass", "rescan requested"], LOG_WAIT);
+    live.wait_log(&["pass done", "trigger: rescan"], LOG_WAIT);
+}
+
+const QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
+
+/// A sysctl set for the test and put back on drop, even on panic.
+struct Sysctl {
+    path: &'static str,
+    old: String,
+}
+
+impl Sysctl {
+    fn set(path: &'static str, value: &str) -> std::io::Result<Sysctl> {
+        let old = fs::read_to_string(path)?.trim().to_owned();
+        fs::write(path, value)?;
+        Ok(Sysctl { path, old })
+    }
+}
+
+impl Drop for Sysctl {
+    fn drop(&mut self) {
+        if let Err(e) = fs::write(self.path, &self.old) {
+            eprintln!("cannot restore {} to {}: {e}", self.path, self.old);
+        }
+    }
+}
+
+// ---- reconciliation ----
+
+#[test]
+fn drift_in_the_replica_is_repaired_by_the_interval_pass() {
+    let _g = serial();
+    let env = env_with(&[
+        ("deleted", &bytes(4000, 8)),
+        ("edited", &bytes(4000, 9)),
+        ("d/fine", b"f"),
+    ]);
+    let live = Live::with(&env, "2s", "5m");
+    converge(&env);
+    fs::remove_file(env.rep.join("deleted")).unwrap();
+    let edited = env.rep.join("edited");
+    fs::write(&edited, bytes(4000, 10)).unwrap();
+    set_mtime(&edited, 1_234_567_890, 0);
+    assert!(!tree_diff(&env.src, &env.rep).is_empty());
+    converge_within(&env, Duration::from_secs(10));
+    // The repairs are logged as drift found by the periodic pass.
+    live.wait_log(&["path: deleted", "trigger: reconcile"], LOG_WAIT);
+    live.wait_log(&["path: edited", "trigger: reconcile"], LOG_WAIT);
+}
+
+// ---- how a run ends ----
+
+#[test]
+fn duration_ends_the_run() {
+    let _g = serial();
+    let env = env_with(&[("f", b"f")]);
+    let mut live = Live::with(&env, "10m", "3s");
+    converge(&env);
+    write(env.src.join("g"), b"g");
+    converge(&env);
+    let status = live.wait_exit(Duration::from_secs(15));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "did not exit 0 by itself",
+    );
+    assert!(
+        live.log_text().contains("duration reached"),
+        "no \"duration reached\" record"
+    );
+}
+
+fn stops_on(sig: Signal) {
+    let _g = serial();
+    let env = env_with(&[("f", b"f")]);
+    let mut live = start(&env);
+    write(env.src.join("small"), b"s");
+    converge(&env);
+    // A big file, so the signal may land while it is being copied; nothing below depends on
+    // where it lands.
+    write(env.src.join("big"), bytes(16 << 20, 11));
+    wait_until(Duration::from_secs(3), || !temp_files(&env.rep).is_empty());
+    live.signal(sig);
+    let status = live.wait_exit(Duration::from_secs(5));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "did not exit 0 within 5 s",
+    );
+    assert_eq!(temp_files(&env.rep), Vec::<PathBuf>::new());
+    let log = live.log_text();
+    let tail: Vec<&str> = log.lines().rev().take(3).collect();
+    assert!(
+        tail.iter().any(|l| l.contains("stop requested")),
+        "the log does not end with the stop",
+    );
+}
+
+#[test]
+fn sigint_stops_cleanly() {
+    stops_on(Signal::INT);
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    stops_on(Signal::TERM);
+}
+
+// ---- the source going away ----
+
+#[test]
+fn source_removed_leaves_the_replica_alone_until_it_returns() {
+    let _g = serial();
+    let env = env_with(&[("a", b"a"), ("d/b", &bytes(5000, 12)), ("d/e/c", b"c")]);
+    let live = start(&env);
+    let kept = fingerprint(&env.rep);
+    fs::remove_dir_all(&env.src).unwrap();
+    live.wait_log(&["source unavailable"], Duration::from_secs(10));
+    let touched = wait_until(Duration::from_millis(300), || fingerprint(&env.rep) != kept);
+    assert!(!touched, "the replica was touched");
+
+    // Back, with different contents, in one step (an empty SRC is refused on purpose).
+    let staging = env.root().join("new-src");
+    write(staging.join("back"), b"back");
+    fs::rename(&staging, &env.src).unwrap();
+    converge_within(&env, Duration::from_secs(20));
+}
+
+#[test]
+fn source_moved_away_and_back() {
+    let _g = serial();
+    let env = env_with(&[("a", b"a"), ("d/b", b"b")]);
+    let live = start(&env);
+    let kept = fingerprint(&env.rep);
+    let away = env.root().join("away");
+    fs::rename(&env.src, &away).unwrap();
+    live.wait_log(&["source unavailable"], Duration::from_secs(10));
+    // Changes in the moved folder are not SRC's: nothing of them reaches REPLICA.
+    write(away.join("more"), b"m");
+    fs::remove_file(away.join("a")).unwrap();
+    let touched = wait_until(Duration::from_millis(500), || fingerprint(&env.rep) != kept);
+    assert!(!touched, "the replica was touched");
+    fs::rename(&away, &env.src).unwrap();
+    converge_within(&env, Duration::from_secs(20));
+}
+
+/// `rm -rf SRC; mkdir SRC; cp ... SRC`: the pass on resume finds SRC empty and refuses to
+/// empty REPLICA (on purpose), but nothing retries it once SRC has entries again: each
+/// event syncs only its own path, and REPLICA keeps the old tree until the next interval.
+#[test]
+#[ignore = "BUG: after a resume pass refused for an empty SRC, REPLICA keeps stale entries until the next interval"]
+fn source_recreated_empty_then_filled() {
+    let _g = serial();
+    let env = env_with(&[("a", b"a"), ("d/b", b"b")]);
+    let live = start(&env);
+    fs::remove_dir_all(&env.src).unwrap();
+    live.wait_log(&["source unavailable"], Duration::from_secs(10));
+    mkdir(&env.src);
+    live.wait_log(&["source is back"], Duration::from_secs(10));
+    write(env.src.join("back"), b"back");
+    converge_within(&env, Duration::from_secs(20));
+}
