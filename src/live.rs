@@ -39,6 +39,9 @@ struct Live<'a> {
     /// SRC is gone: nothing is mirrored until it is back.
     paused: bool,
     limit_reported: bool,
+    /// The last full pass was refused because SRC was empty: the next event retries it
+    /// (SRC being filled again is exactly what would make it go through).
+    retry_full: bool,
     /// How the latest pass or batch ended.
     last: Outcome,
 }
@@ -61,6 +64,7 @@ pub fn run(
         watch: None,
         paused: false,
         limit_reported: false,
+        retry_full: false,
         last: Outcome::Success,
     };
     live.start_watch();
@@ -93,6 +97,9 @@ pub fn run(
                         Msg::Stop => return live.stopped(),
                         Msg::Events(b) => live.absorb(b, &mut queue),
                     }
+                }
+                if live.retry_full && !queue.is_empty() {
+                    queue.full_pass("retrying the full pass refused while the source was empty");
                 }
                 if !live.paused && !queue.is_empty() {
                     live.sync(queue.take());
@@ -190,6 +197,7 @@ impl Live<'_> {
         if matches!(result, Err(PassError::Stopped)) {
             return;
         }
+        self.retry_full = matches!(result, Err(PassError::EmptySource));
         self.last = pass_outcome(self.log, result);
     }
 
