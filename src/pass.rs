@@ -26,7 +26,7 @@ use crate::exclude::Excludes;
 use crate::handle::{open_child_dir, open_dir_beneath, open_root};
 use crate::plan::{Action, PlanOptions, plan_dir};
 use crate::report::{Counters, Reporter, Summary, Trigger};
-use crate::scan::{Listing, scan_dir, stat_entry};
+use crate::scan::{Listing, any_entry, scan_dir, stat_entry};
 use crate::sink::{DryRun, Sink, Target};
 use crate::tempname::is_temp_name;
 
@@ -179,22 +179,18 @@ impl Engine {
 
     /// One full reconciliation of the whole tree.
     pub fn full_pass(&self, trigger: Trigger) -> Result<Summary, PassError> {
+        // Read SRC before touching REPLICA: a source that cannot be listed changes nothing,
+        // and an empty one does not empty the replica unless allowed.
         let src = self.open_source_root()?;
-        // Read SRC before touching REPLICA: a source that cannot be listed changes nothing.
-        let src_list = scan_dir(&src).map_err(PassError::Source)?;
-        let dst = self.open_replica_root()?;
-        let dst_list = match &dst {
-            Some(d) => scan_dir(d).map_err(PassError::Replica)?,
-            None => Listing::default(),
-        };
-        if src_list.entries.is_empty()
-            && src_list.errors.is_empty()
-            && !self.opts.allow_empty_source
-            && dst_list.entries.iter().any(|e| !is_temp_name(&e.name))
-        {
-            return Err(PassError::EmptySource);
+        let src_has = any_entry(&src, |_| true).map_err(PassError::Source)?;
+        if !src_has && !self.opts.allow_empty_source {
+            let dst = self.open_replica_root()?;
+            if let Some(dst) = dst
+                && any_entry(&dst, |n| !is_temp_name(n)).map_err(PassError::Replica)?
+            {
+                return Err(PassError::EmptySource);
+            }
         }
-        drop((src_list, dst_list));
         self.run(trigger, &|walk, src, dst| {
             let lists = (|| Ok::<_, io::Error>((scan_dir(src)?, dst.map(scan_dir).transpose()?)))();
             match lists {

@@ -43,6 +43,19 @@ pub fn scan_dir(dir: impl AsFd) -> io::Result<Listing> {
     Ok(listing)
 }
 
+/// Does the directory hold any entry that `keep` accepts? Reads names only (no stat), and
+/// stops at the first.
+pub fn any_entry(dir: impl AsFd, keep: impl Fn(&OsStr) -> bool) -> io::Result<bool> {
+    for item in Dir::read_from(dir.as_fd())? {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name != b"." && name != b".." && keep(OsStr::from_bytes(name)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Stat one name in `dir` without following it; `None` if it does not exist.
 pub fn stat_entry(dir: impl AsFd, name: &OsStr) -> io::Result<Option<Entry>> {
     let dir = dir.as_fd();
