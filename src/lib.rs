@@ -17,6 +17,7 @@ pub mod live;
 pub mod log;
 pub mod pass;
 pub mod plan;
+pub mod progress;
 pub mod queue;
 pub mod report;
 pub mod run;

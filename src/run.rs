@@ -62,16 +62,29 @@ pub fn run(config: &Config, log: &Logger) -> Outcome {
     info!(log, "starting";
         "source" => %config.source.display(), "replica" => %config.replica.display(),
         "mode" => if config.once { "once" } else { "live" });
-    if config.once {
-        return match engine.full_pass(Trigger::Initial) {
-            Err(PassError::Stopped) => {
-                warn!(log, "stopped before the pass finished");
-                Outcome::Partial
-            }
-            result => pass_outcome(log, result),
-        };
-    }
-    crate::live::run(config, &engine, log, tx, rx)
+    std::thread::scope(|s| {
+        // Dropped (bar cleared, thread joined) before `run` returns, so before the log flush.
+        let _progress = (config.progress && !config.dry_run).then(|| {
+            crate::progress::start(
+                s,
+                &engine.current,
+                crate::progress::Options {
+                    source: config.source.clone(),
+                    excludes: config.excludes.clone(),
+                },
+            )
+        });
+        if config.once {
+            return match engine.full_pass(Trigger::Initial) {
+                Err(PassError::Stopped) => {
+                    warn!(log, "stopped before the pass finished");
+                    Outcome::Partial
+                }
+                result => pass_outcome(log, result),
+            };
+        }
+        crate::live::run(config, &engine, log, tx, rx)
+    })
 }
 
 /// What a pass's result means for the exit status.
