@@ -1,13 +1,25 @@
-//! Structured logging: a human console and an append-only logfile, behind one async drain.
+//! Structured logging: a console (stdout) and an append-only logfile, behind one async drain.
+//!
+//! Each side is text (slog-term) or JSON lines (slog-json): `--log-format json` for the file,
+//! `--console-json` for the console. A JSON record is one object on one line with `ts`
+//! (RFC 3339, UTC), `level`, `msg` and every key-value of the record (`action`, `path`,
+//! `bytes`, `trigger`, `reason`, ...).
 //!
 //! The async drain blocks rather than drop records when full (a mirror's log is its audit
 //! trail), and its guard flushes on drop: `main` drops it last, after every worker stopped.
+//! While a progress bar is drawn on stderr, console records are written with the bar
+//! cleared, so the two never share a terminal line.
 
-use std::fs::OpenOptions;
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, IsTerminal, LineWriter};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
-use slog::{Drain, Level, LevelFilter, Logger, o};
+use slog::{
+    Drain, FnValue, KV, Key, Level, LevelFilter, Logger, Never, OwnedKVList, PushFnValue, Record, o,
+};
+
+use crate::cli::LogFormat;
 
 /// The logfile's name inside LOGDIR.
 pub const LOG_FILE: &str = "replwatch.log";
@@ -17,12 +29,18 @@ pub struct LogGuard {
     _guard: slog_async::AsyncGuard,
 }
 
-/// Where log records go.
+/// Where log records go and how they look.
 pub struct LogSettings<'a> {
     pub dir: &'a Path,
     /// -1 quiet, 0 normal, 1 debug, 2 trace (console; the file takes info, or debug with -v).
     pub verbosity: i8,
+    /// The logfile's format.
+    pub format: LogFormat,
+    /// JSON lines on the console instead of text.
+    pub console_json: bool,
 }
+
+type BoxDrain = Box<dyn Drain<Ok = (), Err = Never> + Send>;
 
 /// Create LOGDIR if needed, open the logfile for appending and build the root logger.
 pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
@@ -42,24 +60,35 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
         Level::Info
     };
 
-    let decorator = if std::env::var_os("NO_COLOR").is_some() {
-        slog_term::TermDecorator::new()
-            .stdout()
-            .force_plain()
-            .build()
-    } else {
-        slog_term::TermDecorator::new().stdout().build()
+    // A console that goes away (`replwatch ... | head`, a closed terminal) must not stop the
+    // mirror: its errors are dropped and the logfile keeps every record.
+    let terminal = io::stdout().is_terminal();
+    let console: BoxDrain = match (s.console_json, terminal) {
+        (true, _) => Box::new(InOrder(json(Stdout::default())).ignore_res()),
+        (false, true) => Box::new(Guarded::new(console_colour())),
+        (false, false) => Box::new(
+            slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(Stdout::default()))
+                .use_original_order()
+                .build()
+                .ignore_res(),
+        ),
     };
-    let console = slog_term::FullFormat::new(decorator)
-        .use_original_order()
-        .build()
-        .fuse();
+    let console: BoxDrain = if terminal {
+        Box::new(BesideProgress(console))
+    } else {
+        console
+    };
     let console = LevelFilter::new(console, console_level).fuse();
 
-    let file = slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
-        .use_original_order()
-        .build()
-        .fuse();
+    let file: BoxDrain = match s.format {
+        LogFormat::Json => Box::new(InOrder(json(file_lines(file))).fuse()),
+        LogFormat::Text => Box::new(
+            slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
+                .use_original_order()
+                .build()
+                .fuse(),
+        ),
+    };
     let file = LevelFilter::new(file, file_level).fuse();
 
     let drain = slog::Duplicate::new(console, file).fuse();
@@ -69,4 +98,265 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
         .build_with_guard();
     let log = Logger::root(drain.fuse(), o!());
     Ok((log, LogGuard { _guard: guard }, path))
+}
+
+/// The human console on a terminal: in colour unless `NO_COLOR` is set.
+fn console_colour() -> impl Drain<Ok = (), Err = io::Error> + Send {
+    let decorator = if std::env::var_os("NO_COLOR").is_some() {
+        slog_term::TermDecorator::new()
+            .stdout()
+            .force_plain()
+            .build()
+    } else {
+        slog_term::TermDecorator::new().stdout().build()
+    };
+    slog_term::FullFormat::new(decorator)
+        .use_original_order()
+        .build()
+}
+
+/// Stdout for the console when it is not a terminal: once the reader has gone (EPIPE) it
+/// takes every write and discards it, so no formatter ever sees an error (slog-term panics
+/// when a write fails in the middle of a record). Other errors drop that write only.
+#[derive(Default)]
+struct Stdout {
+    gone: bool,
+}
+
+impl io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.gone {
+            return Ok(buf.len());
+        }
+        match io::stdout().write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.gone = e.kind() == io::ErrorKind::BrokenPipe;
+                Ok(buf.len())
+            }
+            ok => ok,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.gone
+            && let Err(e) = io::stdout().flush()
+        {
+            self.gone = e.kind() == io::ErrorKind::BrokenPipe;
+        }
+        Ok(())
+    }
+}
+
+/// A console drain that is switched off after its first failure, including a panic inside
+/// the formatter (slog-term's, when the terminal it writes to has been closed).
+struct Guarded<D> {
+    inner: D,
+    dead: std::sync::atomic::AtomicBool,
+}
+
+impl<D> Guarded<D> {
+    fn new(inner: D) -> Self {
+        Guarded {
+            inner,
+            dead: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl<D: Drain> Drain for Guarded<D> {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.dead.load(Relaxed) {
+            return Ok(());
+        }
+        let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner.log(record, values).is_ok()
+        }));
+        if !matches!(logged, Ok(true)) {
+            self.dead.store(true, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// The logfile as JSON lines: a record is buffered whole and written with one `write`
+/// (O_APPEND), so a crash leaves at most a torn last line, never interleaved ones.
+fn file_lines(file: File) -> LineWriter<File> {
+    LineWriter::with_capacity(64 * 1024, file)
+}
+
+/// One JSON object per record and per line: `ts`, `level`, `msg`, then the record's own
+/// key-values in the order they were written.
+fn json<W: io::Write + Send + 'static>(out: W) -> slog_json::Json<W> {
+    slog_json::Json::new(out)
+        .set_newlines(true)
+        .set_flush(true)
+        // `o!` serializes its pairs last first: this writes ts, level, msg.
+        .add_key_value(o!(
+            "msg" => PushFnValue(|r: &Record, ser| ser.emit(r.msg())),
+            "level" => FnValue(|r: &Record| level_name(r.level())),
+            "ts" => FnValue(|_: &Record| {
+                humantime::format_rfc3339_micros(SystemTime::now()).to_string()
+            }),
+        ))
+        .build()
+}
+
+/// Lower-case level names, as most log processors expect.
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Critical => "critical",
+        Level::Error => "error",
+        Level::Warning => "warning",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+/// Hands records on with their key-values in the order the code wrote them (slog serializes
+/// a record's pairs last first), so a JSON line reads `action`, `path`, ... like the text.
+struct InOrder<D>(D);
+
+impl<D: Drain> Drain for InOrder<D> {
+    type Ok = D::Ok;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
+        let mut pairs = Pairs(Vec::new());
+        let _ = record.kv().serialize(record, &mut pairs);
+        pairs.0.reverse();
+        let stat = slog::record_static!(record.level(), record.tag());
+        self.0
+            .log(&Record::new(&stat, record.msg(), slog::b!(pairs)), values)
+    }
+}
+
+/// A record's key-values, owned, in the order given.
+struct Pairs(Vec<(Key, Value)>);
+
+enum Value {
+    U(u64),
+    I(i64),
+    F(f64),
+    B(bool),
+    S(String),
+    Unit,
+    None,
+}
+
+impl slog::Serializer for Pairs {
+    fn emit_arguments(&mut self, key: Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
+        self.0.push((key, Value::S(val.to_string())));
+        Ok(())
+    }
+    fn emit_str(&mut self, key: Key, val: &str) -> slog::Result {
+        self.0.push((key, Value::S(val.to_owned())));
+        Ok(())
+    }
+    fn emit_u64(&mut self, key: Key, val: u64) -> slog::Result {
+        self.0.push((key, Value::U(val)));
+        Ok(())
+    }
+    fn emit_u32(&mut self, key: Key, val: u32) -> slog::Result {
+        self.emit_u64(key, val.into())
+    }
+    fn emit_u16(&mut self, key: Key, val: u16) -> slog::Result {
+        self.emit_u64(key, val.into())
+    }
+    fn emit_u8(&mut self, key: Key, val: u8) -> slog::Result {
+        self.emit_u64(key, val.into())
+    }
+    fn emit_usize(&mut self, key: Key, val: usize) -> slog::Result {
+        self.emit_u64(key, val as u64)
+    }
+    fn emit_i64(&mut self, key: Key, val: i64) -> slog::Result {
+        self.0.push((key, Value::I(val)));
+        Ok(())
+    }
+    fn emit_i32(&mut self, key: Key, val: i32) -> slog::Result {
+        self.emit_i64(key, val.into())
+    }
+    fn emit_i16(&mut self, key: Key, val: i16) -> slog::Result {
+        self.emit_i64(key, val.into())
+    }
+    fn emit_i8(&mut self, key: Key, val: i8) -> slog::Result {
+        self.emit_i64(key, val.into())
+    }
+    fn emit_isize(&mut self, key: Key, val: isize) -> slog::Result {
+        self.emit_i64(key, val as i64)
+    }
+    fn emit_f64(&mut self, key: Key, val: f64) -> slog::Result {
+        self.0.push((key, Value::F(val)));
+        Ok(())
+    }
+    fn emit_f32(&mut self, key: Key, val: f32) -> slog::Result {
+        self.emit_f64(key, val.into())
+    }
+    fn emit_bool(&mut self, key: Key, val: bool) -> slog::Result {
+        self.0.push((key, Value::B(val)));
+        Ok(())
+    }
+    fn emit_unit(&mut self, key: Key) -> slog::Result {
+        self.0.push((key, Value::Unit));
+        Ok(())
+    }
+    fn emit_none(&mut self, key: Key) -> slog::Result {
+        self.0.push((key, Value::None));
+        Ok(())
+    }
+}
+
+impl KV for Pairs {
+    fn serialize(&self, _: &Record<'_>, ser: &mut dyn slog::Serializer) -> slog::Result {
+        for (key, val) in &self.0 {
+            let key = *key;
+            match val {
+                Value::U(v) => ser.emit_u64(key, *v)?,
+                Value::I(v) => ser.emit_i64(key, *v)?,
+                Value::F(v) => ser.emit_f64(key, *v)?,
+                Value::B(v) => ser.emit_bool(key, *v)?,
+                Value::S(v) => ser.emit_str(key, v)?,
+                Value::Unit => ser.emit_unit(key)?,
+                Value::None => ser.emit_none(key)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes console records with the progress bar (if one is drawn) cleared meanwhile.
+struct BesideProgress(BoxDrain);
+
+impl Drain for BesideProgress {
+    type Ok = ();
+    type Err = Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
+        crate::progress::suspend(|| self.0.log(record, values))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_names_are_lower_case_words() {
+        for l in [
+            Level::Critical,
+            Level::Error,
+            Level::Warning,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ] {
+            let n = level_name(l);
+            assert_eq!(n, l.as_str().to_ascii_lowercase());
+        }
+    }
 }

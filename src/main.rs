@@ -33,6 +33,8 @@ fn main() -> ExitCode {
     let settings = LogSettings {
         dir: &config.log_dir,
         verbosity: config.verbosity,
+        format: config.log_format,
+        console_json: config.console_json,
     };
     let (log, guard, _) = match init(&settings) {
         Ok(l) => l,
