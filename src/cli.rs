@@ -154,7 +154,7 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Also write JSON lines (not text) on the console.
+    /// Write the console as JSON lines instead of text.
     #[arg(long)]
     pub console_json: bool,
 

@@ -81,13 +81,12 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
     let console = LevelFilter::new(console, console_level).fuse();
 
     let file: BoxDrain = match s.format {
-        LogFormat::Json => Box::new(InOrder(json(file_lines(file))).fuse()),
-        LogFormat::Text => Box::new(
+        LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file_lines(file))))),
+        LogFormat::Text => Box::new(WarnOnce::new(
             slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
                 .use_original_order()
-                .build()
-                .fuse(),
-        ),
+                .build(),
+        )),
     };
     let file = LevelFilter::new(file, file_level).fuse();
 
@@ -338,6 +337,40 @@ impl Drain for BesideProgress {
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
         crate::progress::suspend(|| self.0.log(record, values))
+    }
+}
+
+/// A logfile that cannot be written (its disk is full, say) must not stop the mirror: the
+/// first failure is said once on stderr, and records that cannot be written are dropped.
+struct WarnOnce<D> {
+    inner: D,
+    warned: std::sync::atomic::AtomicBool,
+}
+
+impl<D> WarnOnce<D> {
+    fn new(inner: D) -> Self {
+        WarnOnce {
+            inner,
+            warned: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl<D: Drain<Err = io::Error>> Drain for WarnOnce<D> {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
+        if let Err(e) = self.inner.log(record, values)
+            && !self.warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!("replwatch: warning: cannot write the logfile ({e}); records are being lost");
+        }
+        Ok(())
     }
 }
 

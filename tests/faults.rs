@@ -758,3 +758,27 @@ fn empty_source_with_only_a_stale_temp_in_the_replica_is_not_refused() {
     assert!(!stale.exists(), "stale temp file kept");
     assert_mirrored(&env.src, &env.rep);
 }
+
+/// A logfile that cannot be written (here: it is /dev/full) is reported once on stderr and
+/// the mirror goes on.
+#[test]
+fn unwritable_logfile_does_not_stop_the_mirror() {
+    let env = Env::new();
+    write(env.src.join("a/b.txt"), "data");
+    mkdir(&env.logs);
+    std::os::unix::fs::symlink("/dev/full", env.logs.join("replwatch.log")).unwrap();
+    for format in ["text", "json"] {
+        let out = env
+            .cmd(&["--once", "--log-format", format])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("cannot write the logfile").count(),
+            1,
+            "{stderr}"
+        );
+        assert_mirrored(&env.src, &env.rep);
+    }
+}
