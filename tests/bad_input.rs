@@ -339,7 +339,6 @@ fn negative_duration_with_unit_writes_nothing() {
 }
 
 #[test]
-
 fn negative_duration_with_unit_names_the_flag() {
     assert_flag_rejected(&["-d", "-1s"], &["--duration", "'-1s'"]);
     assert_flag_rejected(&["--debounce", "-5"], &["--debounce", "'-5'"]);

@@ -369,7 +369,6 @@ fn full_replica_keeps_the_old_version_of_a_file_it_cannot_replace() {
 // ---- a source file rewritten while it is copied ----
 
 #[test]
-
 fn file_rewritten_during_copy_is_mirrored_whole_or_left_for_later() {
     const SIZE: usize = 32 << 20;
     const RUNS: usize = 5;
@@ -467,7 +466,6 @@ impl Drop for StopOnDrop<'_> {
 /// the file's mtime and written the first half. A pass taken then sees a stable stat and a
 /// half-new, half-old file.
 #[test]
-
 fn file_with_a_write_in_flight_is_not_mirrored_torn() {
     const SIZE: usize = 8 << 20;
     const HALF: usize = SIZE / 2;

@@ -371,7 +371,6 @@ fn owner_and_group_are_mirrored_as_root() {
 }
 
 #[test]
-
 fn owner_change_keeps_setuid_bit_as_root() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -889,7 +888,6 @@ fn read_only_extra_dir_is_removed_when_unprivileged() {
 }
 
 #[test]
-
 fn file_in_read_only_dir_is_updated_when_unprivileged() {
     let env = Env::new();
     write(env.src.join("ro/f"), "one");
