@@ -1,0 +1,774 @@
+//! One-shot throughput of `replwatch --once` against rsync, `cp -a` and a `find` floor.
+//!
+//! ```sh
+//! cargo run --release --example bench -- [--dir PATH] [--rounds N] [--scale] [--quick]
+//!     [--only W1,W2,W3] [--bin PATH] [--no-build] [--keep]
+//! ```
+//!
+//! Seeded trees are generated under a scratch dir (tmpfs at /dev/shm by default; `--dir` to
+//! measure a disk). Every workload runs one untimed warm-up of each tool (the page cache is
+//! warm for all), then N interleaved rounds (A B C A B C ...); the table shows medians.
+//! The report on stdout is markdown, ready for the README; progress goes to stderr.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const USAGE: &str = "usage: cargo run --release --example bench -- [--dir PATH] [--rounds N] \
+[--scale] [--quick] [--only W1,W2,W3] [--bin PATH] [--no-build] [--keep]
+
+  --dir PATH    scratch base (default /dev/shm when it exists: tmpfs)
+  --rounds N    timed rounds per tool after one warm-up (default 3)
+  --quick       small trees (2,000 files, 1 x 8 MiB): a sanity check
+  --scale       also W4: 1,000,000 files of 1-4 KiB in 100,000 dirs (W1, W2, live
+                start-up); needs ~11 GB of tmpfs (or --dir on a disk)
+  --only LIST   run only these of W1,W2,W3,W4
+  --bin PATH    measure this replwatch binary instead of building target/release/replwatch
+  --no-build    do not run `cargo build --release --bin replwatch` first
+  --keep        keep the scratch dir with the W1 source (src), replwatch's replica of it
+                (synced) and the W3 churned source (w3-src)";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tool {
+    Replwatch,
+    Rsync,
+    Cp,
+    Floor,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Replwatch => "replwatch",
+            Tool::Rsync => "rsync",
+            Tool::Cp => "cp -a",
+            Tool::Floor => "find floor",
+        }
+    }
+
+    fn shown(self) -> &'static str {
+        match self {
+            Tool::Replwatch => "`replwatch -s SRC -r DST -l LOGS --once -q`",
+            Tool::Rsync => "`rsync -a --delete SRC/ DST/`",
+            Tool::Cp => "`cp -a SRC DST`",
+            Tool::Floor => "`find SRC DST -printf '%s %T@\\n' >/dev/null`",
+        }
+    }
+}
+
+struct Ctx {
+    bin: PathBuf,
+    scratch: PathBuf,
+    logs: PathBuf,
+    rounds: usize,
+    /// Leave the trees in place for inspection or profiling.
+    keep: bool,
+    /// Not tmpfs: `sync` before each timed run so earlier writeback is not billed to it.
+    flush: bool,
+}
+
+impl Ctx {
+    fn command(&self, tool: Tool, src: &Path, dst: &Path) -> Command {
+        match tool {
+            Tool::Replwatch => {
+                let mut c = Command::new(&self.bin);
+                c.arg("-s")
+                    .arg(src)
+                    .arg("-r")
+                    .arg(dst)
+                    .arg("-l")
+                    .arg(&self.logs);
+                c.args(["--once", "-q"]);
+                c
+            }
+            Tool::Rsync => {
+                let mut c = Command::new("rsync");
+                c.args(["-a", "--delete"]).arg(slash(src)).arg(slash(dst));
+                c
+            }
+            Tool::Cp => {
+                let mut c = Command::new("cp");
+                c.arg("-a").arg(src).arg(dst);
+                c
+            }
+            Tool::Floor => {
+                let mut c = Command::new("find");
+                c.arg(src).arg(dst).args(["-printf", "%s %T@\\n"]);
+                c
+            }
+        }
+    }
+
+    fn stderr_file(&self) -> PathBuf {
+        self.scratch.join("stderr.txt")
+    }
+
+    fn run(&self, tool: Tool, src: &Path, dst: &Path) -> Sample {
+        if self.flush {
+            sync_all();
+        }
+        settle(Duration::from_secs(10));
+        measure(&self.command(tool, src, dst), &self.stderr_file())
+            .unwrap_or_else(|e| die(&format!("{} failed: {e}", tool.name())))
+    }
+}
+
+fn slash(p: &Path) -> String {
+    format!("{}/", p.display())
+}
+
+/// One tool's timed samples in one workload.
+struct Row {
+    tool: Tool,
+    samples: Vec<Sample>,
+}
+
+impl Row {
+    fn median_wall(&self) -> f64 {
+        median(&self.walls())
+    }
+
+    fn walls(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.wall.as_secs_f64()).collect()
+    }
+
+    fn median_cpu(&self) -> f64 {
+        median(
+            &self
+                .samples
+                .iter()
+                .map(|s| s.cpu().as_secs_f64())
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn peak_rss(&self) -> u64 {
+        self.samples.iter().map(|s| s.maxrss_kib).max().unwrap_or(0)
+    }
+}
+
+struct Workload {
+    id: &'static str,
+    title: String,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Workload {
+    fn row(&self, t: Tool) -> Option<&Row> {
+        self.rows.iter().find(|r| r.tool == t)
+    }
+
+    fn ratio(&self, a: Tool, b: Tool) -> Option<f64> {
+        Some(self.row(a)?.median_wall() / self.row(b)?.median_wall())
+    }
+
+    fn cpu_ratio(&self, a: Tool, b: Tool) -> Option<f64> {
+        Some(self.row(a)?.median_cpu() / self.row(b)?.median_cpu())
+    }
+
+    /// The share of the machine other processes used during the timed runs: median, max.
+    fn foreign(&self) -> (f64, f64) {
+        let v: Vec<f64> = self
+            .rows
+            .iter()
+            .flat_map(|r| r.samples.iter().map(Sample::foreign_share))
+            .collect();
+        (median(&v), v.iter().copied().fold(0.0, f64::max))
+    }
+}
+
+/// Round 0 is the warm-up; then `rounds` interleaved timed rounds. `prepare` readies the
+/// (untimed) source and destination for one run; `check` looks at the warm-up's result.
+fn interleaved(
+    ctx: &Ctx,
+    tools: &[Tool],
+    mut prepare: impl FnMut(Tool) -> (PathBuf, PathBuf),
+    mut check: impl FnMut(Tool, &Path, &Path),
+) -> Vec<Row> {
+    let mut rows: Vec<Row> = tools
+        .iter()
+        .map(|&tool| Row {
+            tool,
+            samples: Vec::new(),
+        })
+        .collect();
+    for round in 0..=ctx.rounds {
+        for row in rows.iter_mut() {
+            let (src, dst) = prepare(row.tool);
+            let s = ctx.run(row.tool, &src, &dst);
+            let label = if round == 0 {
+                "warm-up".to_string()
+            } else {
+                format!("round {round}")
+            };
+            eprintln!(
+                "    {label:>8} {:<10} {:>10}  cpu {:>9}  rss {:>10}  other load {:>3.0} %",
+                row.tool.name(),
+                secs(s.wall.as_secs_f64()),
+                secs(s.cpu().as_secs_f64()),
+                mib(s.maxrss_kib),
+                s.foreign_share() * 100.0
+            );
+            if round == 0 {
+                check(row.tool, &src, &dst);
+            } else {
+                row.samples.push(s);
+            }
+        }
+    }
+    rows
+}
+
+/// Whether `dst` mirrors `src` (paths, types, sizes, modes, mtimes, bytes), as a note.
+fn verify(what: &str, src: &Path, dst: &Path, contents: bool) -> String {
+    let note = match compare_trees(src, dst, contents) {
+        Ok((0, _)) => format!("{what}: result verified identical to the source"),
+        Ok((n, first)) => format!(
+            "{what}: **result differs from the source in {n} entries**, e.g. {}",
+            first.join("; ")
+        ),
+        Err(e) => format!("{what}: **cannot compare trees: {e}**"),
+    };
+    eprintln!("    {note}");
+    note
+}
+
+/// The fields of the last `pass done` record in the log.
+fn last_summary(logs: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(logs.join("replwatch.log")).ok()?;
+    text.lines()
+        .rev()
+        .find(|l| l.contains("pass done"))
+        .map(|l| l[l.find("pass done").unwrap_or(0)..].to_string())
+}
+
+fn field(summary: &str, key: &str) -> Option<u64> {
+    let pat = format!("{key}: ");
+    let at = summary.find(&pat)? + pat.len();
+    summary[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn changes(summary: &str) -> u64 {
+    ["created", "updated", "meta", "removed", "renamed"]
+        .iter()
+        .filter_map(|k| field(summary, k))
+        .sum()
+}
+
+fn main() {
+    run_helper_if_asked();
+    let mut args = Args::from_env();
+    let quick = args.flag("--quick");
+    let scale = args.flag("--scale");
+    let keep = args.flag("--keep");
+    let no_build = args.flag("--no-build");
+    let rounds: usize = args
+        .value("--rounds")
+        .map(|v| v.parse().unwrap_or_else(|_| die("--rounds takes a number")))
+        .unwrap_or(3);
+    let base = args
+        .value("--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(default_base);
+    let explicit_bin = args.value("--bin").map(PathBuf::from);
+    let only: Vec<String> = args
+        .value("--only")
+        .map(|v| v.split(',').map(|s| s.trim().to_uppercase()).collect())
+        .unwrap_or_default();
+    args.finish(USAGE);
+    if rounds == 0 {
+        die("--rounds must be at least 1");
+    }
+    let wanted = |id: &str| {
+        if only.is_empty() {
+            id != "W4" || scale
+        } else {
+            only.iter().any(|o| o == id)
+        }
+    };
+    for tool in ["rsync", "cp", "find", "sync"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            die(&format!(
+                "{tool} is not installed (apt-get install -y rsync)"
+            ));
+        }
+    }
+
+    std::fs::create_dir_all(&base).unwrap_or_else(|e| die(&format!("{}: {e}", base.display())));
+    let scratch_dir = tempfile::Builder::new()
+        .prefix("replwatch-bench-")
+        .tempdir_in(&base)
+        .unwrap_or_else(|e| die(&format!("scratch dir in {}: {e}", base.display())));
+    let scratch = scratch_dir.path().to_path_buf();
+    if !keep {
+        let _ = SCRATCH.set(scratch.clone());
+    }
+    let bin = replwatch_binary(explicit_bin, no_build, &scratch);
+    let logs = scratch.join("logs");
+    let flush = !is_tmpfs(&scratch);
+    let ctx = Ctx {
+        bin,
+        scratch: scratch.clone(),
+        logs: logs.clone(),
+        rounds,
+        keep,
+        flush,
+    };
+
+    let spec = if quick {
+        TreeSpec {
+            files: 2_000,
+            dirs: 40,
+            min_size: 1024,
+            max_size: 8192,
+            big_files: 1,
+            big_size: 8 << 20,
+            seed: 42,
+        }
+    } else {
+        TreeSpec {
+            files: 20_000,
+            dirs: 400,
+            min_size: 1024,
+            max_size: 8192,
+            big_files: 5,
+            big_size: 64 << 20,
+            seed: 42,
+        }
+    };
+
+    let mut header = String::new();
+    let _ = writeln!(header, "- machine: {}", machine_line(&scratch));
+    let _ = writeln!(header, "- replwatch: {}", binary_identity(&ctx.bin));
+    let _ = writeln!(header, "- load average at start: {}", loadavg());
+    let _ = writeln!(
+        header,
+        "- rsync: {}; cp: {}",
+        tool_version("rsync"),
+        tool_version("cp")
+    );
+    let _ = writeln!(
+        header,
+        "- tree: {} (seed {}); {} timed rounds per tool, interleaved, after one untimed warm-up \
+         run of each tool (page cache warm for all){}",
+        spec.describe(),
+        spec.seed,
+        rounds,
+        if flush {
+            "; `sync` before every timed run"
+        } else {
+            ""
+        }
+    );
+    let floor = measure(&Command::new("true"), &ctx.stderr_file())
+        .map(|s| mib(s.maxrss_kib))
+        .unwrap_or_else(|e| die(&e));
+    let _ = writeln!(
+        header,
+        "- wall time: spawn to reap; CPU: user+sys; peak RSS: wait4 ru_maxrss (for rsync the \
+         largest of its processes), measured through a small helper process whose floor is \
+         {floor} (what `true` shows)"
+    );
+    eprintln!("{header}");
+
+    let src = scratch.join("src");
+    if wanted("W1") || wanted("W2") || wanted("W3") {
+        let t = Instant::now();
+        generate(&src, &spec).unwrap_or_else(|e| die(&format!("generate: {e}")));
+        eprintln!(
+            "generated {} in {}",
+            spec.describe(),
+            secs(t.elapsed().as_secs_f64())
+        );
+    }
+
+    let mut done: Vec<Workload> = Vec::new();
+    // The in-sync replica W2 and W3 start from: replwatch's own W1 result.
+    let synced = scratch.join("synced");
+
+    if wanted("W1") {
+        done.push(w1(&ctx, &src, &synced, &spec, true));
+    }
+    if (wanted("W2") || wanted("W3")) && !synced.exists() {
+        ctx.run(Tool::Replwatch, &src, &synced);
+    }
+    if wanted("W2") {
+        done.push(w2(&ctx, &src, &synced));
+    }
+    if wanted("W3") {
+        done.push(w3(&ctx, &src, &synced, &spec));
+    }
+    if !keep {
+        remove_tree(&synced);
+        remove_tree(&src);
+    }
+    let mut live = None;
+    if wanted("W4") {
+        let (w1s, w2s, l) = w4(&ctx);
+        done.push(w1s);
+        done.push(w2s);
+        live = Some(l);
+    }
+
+    let header = format!("{header}- load average at the end: {}\n", loadavg());
+    println!("{}", report(&header, &done, live.as_deref()));
+    if keep {
+        let kept = scratch_dir.keep();
+        eprintln!("kept {}", kept.display());
+    }
+}
+
+fn tool_version(tool: &str) -> String {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
+/// W1: everything into an empty replica.
+fn w1(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec, contents: bool) -> Workload {
+    eprintln!("W1 initial: {} into an empty replica", spec.describe());
+    let tools = [Tool::Replwatch, Tool::Rsync, Tool::Cp];
+    let dst_of = |t: Tool| {
+        ctx.scratch
+            .join(format!("w1-{}", t.name().replace(' ', "-")))
+    };
+    // Only one result tree exists at a time (at --scale a tree is gigabytes of tmpfs).
+    let clear = || tools.iter().for_each(|&t| remove_tree(&dst_of(t)));
+    let mut notes = Vec::new();
+    let rows = interleaved(
+        ctx,
+        &tools,
+        |t| {
+            clear();
+            let dst = dst_of(t);
+            if t == Tool::Rsync {
+                std::fs::create_dir(&dst).unwrap_or_else(|e| die(&e.to_string()));
+            }
+            (src.to_path_buf(), dst)
+        },
+        |t, s, d| notes.push(verify(&format!("W1 {}", t.name()), s, d, contents)),
+    );
+    clear();
+    // The in-sync pair for W2 and W3: replwatch's own result (one more, untimed, run).
+    remove_tree(synced);
+    ctx.run(Tool::Replwatch, src, synced);
+    Workload {
+        id: "W1",
+        title: format!("W1 initial copy: {}, empty replica", spec.describe()),
+        rows,
+        notes,
+    }
+}
+
+/// W2: nothing to do.
+fn w2(ctx: &Ctx, src: &Path, synced: &Path) -> Workload {
+    eprintln!("W2 no-change: the pair is already in sync");
+    let mut notes = Vec::new();
+    // Does rsync agree that replwatch's replica is in sync? (-i lists what it would change.)
+    let out = Command::new("rsync")
+        .args(["-a", "--delete", "-i"])
+        .arg(slash(src))
+        .arg(slash(synced))
+        .output()
+        .unwrap_or_else(|e| die(&format!("rsync: {e}")));
+    let itemized: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    notes.push(if itemized.is_empty() {
+        "W2: rsync -i finds nothing to change in replwatch's replica".to_string()
+    } else {
+        format!(
+            "W2: rsync -i itemized {} changes in replwatch's replica, e.g. {:?}",
+            itemized.len(),
+            &itemized[..itemized.len().min(3)]
+        )
+    });
+    let rows = interleaved(
+        ctx,
+        &[Tool::Replwatch, Tool::Rsync, Tool::Floor],
+        |_| (src.to_path_buf(), synced.to_path_buf()),
+        |_, _, _| {},
+    );
+    if let Some(s) = last_summary(&ctx.logs) {
+        notes.push(format!(
+            "W2: replwatch's last pass changed {} entries (want 0): {s}",
+            changes(&s)
+        ));
+    }
+    Workload {
+        id: "W2",
+        title: "W2 no change: the same pair, already in sync".to_string(),
+        rows,
+        notes,
+    }
+}
+
+/// W3: 1 % rewritten, 1 % deleted, 1 % new, one big file appended.
+fn w3(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec) -> Workload {
+    // The churned source is shared read-only by every run; each run gets a fresh copy of the
+    // in-sync replica (cp -a, untimed): the same as giving each tool its own synced pair and
+    // applying the identical seeded churn to its source.
+    let churned = ctx.scratch.join("w3-src");
+    remove_tree(&churned);
+    cp_a(src, &churned);
+    let st = churn(&churned, spec, 1.0, 1 << 20).unwrap_or_else(|e| die(&format!("churn: {e}")));
+    let what = format!(
+        "{} rewritten, {} deleted, {} new, {} MiB appended to one {} MiB file",
+        st.rewritten,
+        st.deleted,
+        st.created,
+        st.appended_bytes >> 20,
+        spec.big_size >> 20
+    );
+    eprintln!("W3 churn: {what}");
+    let dst = ctx.scratch.join("w3-dst");
+    let mut notes = Vec::new();
+    let rows = interleaved(
+        ctx,
+        &[Tool::Replwatch, Tool::Rsync],
+        |_| {
+            remove_tree(&dst);
+            cp_a(synced, &dst);
+            (churned.clone(), dst.clone())
+        },
+        |t, s, d| {
+            notes.push(verify(&format!("W3 {}", t.name()), s, d, true));
+            if t == Tool::Replwatch {
+                if let Some(s) = last_summary(&ctx.logs) {
+                    notes.push(format!("W3: replwatch's pass: {s}"));
+                }
+            }
+        },
+    );
+    if !ctx.keep {
+        remove_tree(&dst);
+        remove_tree(&churned);
+    }
+    Workload {
+        id: "W3",
+        title: format!("W3 churn on the W1 tree: {what}"),
+        rows,
+        notes,
+    }
+}
+
+/// W4: a million files. W1 and W2 against rsync, cp and the floor, and live start-up.
+fn w4(ctx: &Ctx) -> (Workload, Workload, String) {
+    let spec = TreeSpec {
+        // 1-4 KiB: one tmpfs page each, so a tree is ~5 GB of RAM rather than ~7.
+        files: 1_000_000,
+        dirs: 100_000,
+        min_size: 1024,
+        max_size: 4096,
+        big_files: 0,
+        big_size: 0,
+        seed: 4242,
+    };
+    let src = ctx.scratch.join("w4-src");
+    let t = Instant::now();
+    generate(&src, &spec).unwrap_or_else(|e| die(&format!("generate: {e}")));
+    eprintln!(
+        "W4: generated {} in {}",
+        spec.describe(),
+        secs(t.elapsed().as_secs_f64())
+    );
+    let mut a = w1(ctx, &src, &ctx.scratch.join("w4-synced"), &spec, false);
+    a.id = "W4/W1";
+    a.title = format!("W4 initial copy at scale: {}", spec.describe());
+    let synced = ctx.scratch.join("w4-synced");
+    let mut b = w2(ctx, &src, &synced);
+    b.id = "W4/W2";
+    b.title = format!("W4 no change at scale: {}", spec.describe());
+    let live = live_startup(ctx, &src, &synced, &spec);
+    remove_tree(&synced);
+    remove_tree(&src);
+    (a, b, live)
+}
+
+/// Start live mode on the in-sync pair: time to "watching", and memory while watching.
+fn live_startup(ctx: &Ctx, src: &Path, dst: &Path, spec: &TreeSpec) -> String {
+    eprintln!("W4 live: start-up on the in-sync pair");
+    let logs = ctx.scratch.join("w4-live-logs");
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| run | to \"watching\" | inotify watches | VmRSS watching | per watched dir | VmHWM |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for run in 0..=ctx.rounds.min(3) {
+        remove_tree(&logs);
+        if ctx.flush {
+            sync_all();
+        }
+        let started = Instant::now();
+        let mut child = Command::new(&ctx.bin)
+            .arg("-s")
+            .arg(src)
+            .arg("-r")
+            .arg(dst)
+            .arg("-l")
+            .arg(&logs)
+            .args(["-i", "10m", "-d", "1h", "-q"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| die(&format!("spawn: {e}")));
+        let Some(at) = wait_for_log(
+            &logs.join("replwatch.log"),
+            "watching",
+            Duration::from_secs(600),
+            &mut child,
+        ) else {
+            stop_child(child, Duration::from_secs(5));
+            die("live mode never logged \"watching\"");
+        };
+        let to_watching = at.duration_since(started).as_secs_f64();
+        std::thread::sleep(Duration::from_secs(2));
+        let pid = child.id();
+        let rss = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+        let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+        let watches = inotify_watches(pid);
+        stop_child(child, Duration::from_secs(30));
+        let dirs = (spec.dirs + 1) as f64; // + the root
+        let label = if run == 0 {
+            "warm-up".into()
+        } else {
+            run.to_string()
+        };
+        eprintln!(
+            "    {label:>8} watching after {}, {} watches, VmRSS {}, VmHWM {}",
+            secs(to_watching),
+            thousands(watches as u64),
+            mib(rss),
+            mib(hwm)
+        );
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} | {:.2} KiB | {} |",
+            secs(to_watching),
+            thousands(watches as u64),
+            mib(rss),
+            rss as f64 / dirs,
+            mib(hwm)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n(\"to watching\" is from spawn to the `watching` record: watches added, then a full \
+         no-change pass. Kernel inotify memory (~1 KiB per watch) is not in VmRSS.)"
+    );
+    remove_tree(&logs);
+    out
+}
+
+fn report(header: &str, done: &[Workload], live: Option<&str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### replwatch benchmark\n");
+    out.push_str(header);
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| workload | tool | command | median wall | min - max | median CPU | peak RSS |"
+    );
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|");
+    for w in done {
+        for r in &w.rows {
+            let walls = r.walls();
+            let lo = walls.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = walls.iter().copied().fold(0.0, f64::max);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} - {} | {} | {} |",
+                w.id,
+                r.tool.name(),
+                r.tool.shown(),
+                secs(r.median_wall()),
+                secs(lo),
+                secs(hi),
+                secs(r.median_cpu()),
+                mib(r.peak_rss())
+            );
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "| ratio of medians | wall | target | met | CPU time (user+sys) |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|:---:|---:|");
+    let targets: &[(&str, Tool, f64)] = &[
+        ("W1", Tool::Rsync, 0.5),
+        ("W1", Tool::Cp, 1.0),
+        ("W2", Tool::Rsync, 0.5),
+        ("W2", Tool::Floor, 1.2),
+        ("W3", Tool::Rsync, 0.5),
+    ];
+    for w in done {
+        for b in [Tool::Rsync, Tool::Cp, Tool::Floor] {
+            let Some(r) = w.ratio(Tool::Replwatch, b) else {
+                continue;
+            };
+            let base_id = w.id.trim_start_matches("W4/");
+            let target = targets
+                .iter()
+                .find(|(id, t, _)| *id == base_id && *t == b)
+                .map(|t| t.2);
+            let _ = writeln!(
+                out,
+                "| {} replwatch / {} | {:.2}x | {} | {} | {:.2}x |",
+                w.id,
+                b.name(),
+                r,
+                target.map_or("-".into(), |t| format!("<= {t:.1}x")),
+                match target {
+                    Some(t) if r <= t => "yes",
+                    Some(_) => "**no**",
+                    None => "-",
+                },
+                w.cpu_ratio(Tool::Replwatch, b).unwrap_or(f64::NAN)
+            );
+        }
+    }
+    let _ = writeln!(out);
+    for w in done {
+        let _ = writeln!(out, "- {}: {}", w.id, w.title);
+        let (med, max) = w.foreign();
+        let _ = writeln!(
+            out,
+            "  - other processes' share of the machine during the timed runs: median {:.0} %, \
+             max {:.0} % (each run waited up to 10 s for it to fall below 10 %)",
+            med * 100.0,
+            max * 100.0
+        );
+        for n in &w.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
+    if let Some(l) = live {
+        let _ = writeln!(out, "\nW4 live mode start-up on the in-sync pair:\n");
+        out.push_str(l);
+    }
+    out
+}
