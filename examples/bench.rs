@@ -12,6 +12,7 @@
 
 mod common;
 
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,11 +69,36 @@ struct Ctx {
     rounds: usize,
     /// Leave the trees in place for inspection or profiling.
     keep: bool,
-    /// Not tmpfs: `sync` before each timed run so earlier writeback is not billed to it.
+    /// Not tmpfs: `sync` before each timed run so earlier writeback is not billed to it, and
+    /// no tree is deleted until the end (ext4 skips inodes deleted in the last 30 s when it
+    /// allocates one, so mass creation right after a mass delete crawls, for every tool).
     flush: bool,
+    /// Destinations handed out so far, and the latest (removed before the next on tmpfs).
+    runs: Cell<usize>,
+    last: RefCell<Option<PathBuf>>,
 }
 
 impl Ctx {
+    /// A new destination path for one run. On tmpfs the previous one is removed first (at
+    /// --scale a tree is gigabytes of RAM); on a disk it is left until the end.
+    fn fresh_dst(&self, name: &str) -> PathBuf {
+        let n = self.runs.get();
+        self.runs.set(n + 1);
+        self.drop_last();
+        let p = self.scratch.join(format!("{name}-{n}"));
+        *self.last.borrow_mut() = Some(p.clone());
+        p
+    }
+
+    /// Remove the latest destination now, unless on a disk (see `flush`).
+    fn drop_last(&self) {
+        if let Some(p) = self.last.borrow_mut().take() {
+            if !self.flush {
+                remove_tree(&p);
+            }
+        }
+    }
+
     fn command(&self, tool: Tool, src: &Path, dst: &Path) -> Command {
         match tool {
             Tool::Replwatch => {
@@ -327,6 +353,8 @@ fn main() {
         rounds,
         keep,
         flush,
+        runs: Cell::new(0),
+        last: RefCell::new(None),
     };
 
     let spec = if quick {
@@ -369,7 +397,9 @@ fn main() {
         spec.seed,
         rounds,
         if flush {
-            "; `sync` before every timed run"
+            "; `sync` before every timed run; no tree is deleted before the end of the \
+             benchmark (ext4 skips inodes deleted in the last 30 s when allocating, which makes \
+             creating 20,000 files right after deleting 20,000 take ~13 s for every tool)"
         } else {
             ""
         }
@@ -396,6 +426,12 @@ fn main() {
         );
     }
 
+    if flush {
+        // Whatever was deleted on this filesystem just before (an earlier run's trees) would
+        // slow down every tool's file creation for the next 30 s: let that window pass.
+        eprintln!("waiting 35 s for ext4's recently-deleted-inode window to pass ...");
+        std::thread::sleep(Duration::from_secs(35));
+    }
     let mut done: Vec<Workload> = Vec::new();
     // The in-sync replica W2 and W3 start from: replwatch's own W1 result.
     let synced = scratch.join("synced");
@@ -450,19 +486,12 @@ fn tool_version(tool: &str) -> String {
 fn w1(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec, contents: bool) -> Workload {
     eprintln!("W1 initial: {} into an empty replica", spec.describe());
     let tools = [Tool::Replwatch, Tool::Rsync, Tool::Cp];
-    let dst_of = |t: Tool| {
-        ctx.scratch
-            .join(format!("w1-{}", t.name().replace(' ', "-")))
-    };
-    // Only one result tree exists at a time (at --scale a tree is gigabytes of tmpfs).
-    let clear = || tools.iter().for_each(|&t| remove_tree(&dst_of(t)));
     let mut notes = Vec::new();
     let rows = interleaved(
         ctx,
         &tools,
         |t| {
-            clear();
-            let dst = dst_of(t);
+            let dst = ctx.fresh_dst(&format!("w1-{}", t.name().replace(' ', "-")));
             if t == Tool::Rsync {
                 std::fs::create_dir(&dst).unwrap_or_else(|e| die(&e.to_string()));
             }
@@ -470,7 +499,7 @@ fn w1(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec, contents: bool) -> 
         },
         |t, s, d| notes.push(verify(&format!("W1 {}", t.name()), s, d, contents)),
     );
-    clear();
+    ctx.drop_last();
     // The in-sync pair for W2 and W3: replwatch's own result (one more, untimed, run).
     remove_tree(synced);
     ctx.run(Tool::Replwatch, src, synced);
@@ -544,15 +573,14 @@ fn w3(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec) -> Workload {
         spec.big_size >> 20
     );
     eprintln!("W3 churn: {what}");
-    let dst = ctx.scratch.join("w3-dst");
     let mut notes = Vec::new();
     let rows = interleaved(
         ctx,
         &[Tool::Replwatch, Tool::Rsync],
         |_| {
-            remove_tree(&dst);
+            let dst = ctx.fresh_dst("w3-dst");
             cp_a(synced, &dst);
-            (churned.clone(), dst.clone())
+            (churned.clone(), dst)
         },
         |t, s, d| {
             notes.push(verify(&format!("W3 {}", t.name()), s, d, true));
@@ -564,8 +592,10 @@ fn w3(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec) -> Workload {
         },
     );
     if !ctx.keep {
-        remove_tree(&dst);
-        remove_tree(&churned);
+        ctx.drop_last();
+        if !ctx.flush {
+            remove_tree(&churned);
+        }
     }
     Workload {
         id: "W3",
