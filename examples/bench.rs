@@ -391,10 +391,13 @@ fn main() {
     );
     let _ = writeln!(
         header,
-        "- tree: {} (seed {}); {} timed rounds per tool, interleaved, after one untimed warm-up \
+        "- {}; {} timed rounds per tool, interleaved, after one untimed warm-up \
          run of each tool (page cache warm for all){}",
-        spec.describe(),
-        spec.seed,
+        if wanted("W1") || wanted("W2") || wanted("W3") {
+            format!("tree: {} (seed {})", spec.describe(), spec.seed)
+        } else {
+            "W4 only".to_string()
+        },
         rounds,
         if flush {
             "; `sync` before every timed run; no tree is deleted before the end of the \
