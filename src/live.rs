@@ -177,6 +177,13 @@ impl Live<'_> {
         let result = match work {
             Work::Full(why) => {
                 info!(self.log, "full pass: {}", why; "action" => "full-pass", "reason" => %why);
+                // Lost events may include the creation of directories, which is how the
+                // watcher learns to watch them: watch the whole tree afresh, then reconcile
+                // (a change in between is caught by the pass).
+                if self.watch.is_some() {
+                    self.watch = None;
+                    self.start_watch();
+                }
                 self.engine.full_pass(Trigger::Rescan)
             }
             Work::Batch(batch) => self.engine.sync_batch(&batch, Trigger::Event),

@@ -564,7 +564,7 @@ fn inotify_overflow_triggers_a_full_pass() {
         eprintln!("skipped: changing fs.inotify.max_queued_events needs root");
         return;
     }
-    let _limit = match Sysctl::set(QUEUED_EVENTS, "64") {
+    let limit = match Sysctl::set(QUEUED_EVENTS, "64") {
         Ok(s) => s,
         Err(e) => {
             eprintln!("skipped: cannot set {QUEUED_EVENTS}: {e}");
@@ -586,31 +586,58 @@ fn inotify_overflow_triggers_a_full_pass() {
                 fs::write(dir.join(format!("f{i:03}")), [d as u8, i as u8])?;
             }
         }
+        // New directories whose creation events are lost in the overflow: nothing tells the
+        // watcher to watch them.
+        for d in 0..4 {
+            fs::create_dir(env.src.join(format!("n{d}")))?;
+            fs::write(env.src.join(format!("n{d}/first")), "1")?;
+        }
         std::io::Result::Ok(())
     })();
+    // Put the limit back before the watcher reads its overflowed queue: the rescan restarts
+    // the watcher, whose new inotify instance then gets the normal queue. (The old one keeps
+    // 64: reading SRC, which notify reports as IN_OPEN events, would overflow it again.)
+    drop(limit);
     live.signal(Signal::CONT);
     made.unwrap();
-    // Wait for the rescan before comparing trees: reading SRC makes inotify events
-    // (notify watches IN_OPEN), and with a 64-event queue those keep overflowing it, which
-    // keeps pushing the debounced rescan back for as long as the reads go on.
     live.wait_log(&["full pass", "rescan requested"], LOG_WAIT);
     live.wait_log(&["pass done", "trigger: rescan"], LOG_WAIT);
+    converge(&env);
+    // The directories made during the overflow are watched now: a change in them is
+    // mirrored by an event, not by a later rescan (the interval pass is 10 minutes away).
+    // Only the replica is looked at until then: reading SRC would overflow the queue again.
+    for d in 0..4 {
+        fs::write(env.src.join(format!("n{d}/later")), "2").unwrap();
+    }
+    for d in 0..4 {
+        let path = format!("path: n{d}/later, kind: file, reason: new, bytes: 1, trigger: event");
+        live.wait_log(&[path.as_str()], LOG_WAIT);
+    }
     converge(&env);
 }
 
 const QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
 
-/// A sysctl set for the test and put back on drop, even on panic.
+/// A sysctl set for the test and put back on drop, even on panic. A lock file serialises
+/// this across test processes too: two runs interleaving set/restore would otherwise leave
+/// the lowered value behind for the whole machine.
 struct Sysctl {
     path: &'static str,
     old: String,
+    _lock: File,
 }
 
 impl Sysctl {
     fn set(path: &'static str, value: &str) -> std::io::Result<Sysctl> {
+        let lock = File::create(std::env::temp_dir().join("replwatch-test-sysctl.lock"))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
         let old = fs::read_to_string(path)?.trim().to_owned();
         fs::write(path, value)?;
-        Ok(Sysctl { path, old })
+        Ok(Sysctl {
+            path,
+            old,
+            _lock: lock,
+        })
     }
 }
 
