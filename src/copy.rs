@@ -151,7 +151,7 @@ pub fn copy_file(
             continue;
         }
         let (mut temp, out) = create_temp(dst_dir, name)?;
-        let copied = copy_data(&src, &out, stop)?;
+        let copied = copy_data(&src, &out, before.st_size as u64, stop)?;
         let after = match statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Err(CopyError::Vanished),
@@ -226,11 +226,17 @@ fn ignore_lease_breaks() {
 
 /// Kernel-side copy (`copy_file_range`: reflinks where the filesystem can, no userspace
 /// buffer), falling back to a read/write loop where the kernel refuses.
-fn copy_data(src: &OwnedFd, out: &OwnedFd, stop: &AtomicBool) -> Result<u64, CopyError> {
+///
+/// Copying stops at `size`, the length stat-ed before: a file that grew meanwhile is caught
+/// by the after-copy check anyway, and this saves the final call that would return 0.
+fn copy_data(src: &OwnedFd, out: &OwnedFd, size: u64, stop: &AtomicBool) -> Result<u64, CopyError> {
     let (mut off_in, mut off_out) = (0u64, 0u64);
     loop {
         if stop.load(Ordering::Relaxed) {
             return Err(CopyError::Stopped);
+        }
+        if off_out >= size {
+            return Ok(off_out);
         }
         match copy_file_range(src, Some(&mut off_in), out, Some(&mut off_out), CHUNK) {
             Ok(0) => return Ok(off_out),

@@ -125,10 +125,18 @@ struct Task {
     scan: bool,
 }
 
+/// Copies for one worker: several files of one directory at once, so the two workers mostly
+/// create files in different directories (creating in the same one serialises them on its
+/// lock: 22 % of CPU on ext4) and hand-offs between threads are per batch, not per file.
 struct Job {
     dir: Arc<DirState>,
-    action: Action,
+    actions: Vec<Action>,
 }
+
+/// A batch is sent when it holds this many files...
+const BATCH_FILES: usize = 32;
+/// ...or this many bytes (a big file travels alone, so the pool stays balanced).
+const BATCH_BYTES: u64 = 4 << 20;
 
 /// What a walk needs besides its sink.
 struct Ctx<'a> {
@@ -341,7 +349,9 @@ fn worker(sink: &dyn Sink, rx: &Mutex<Receiver<Job>>) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        sink.apply(job.dir.target(), &job.action);
+        for action in &job.actions {
+            sink.apply(job.dir.target(), action);
+        }
         release(sink, &job.dir);
     }
 }
@@ -394,22 +404,24 @@ impl Walk<'_> {
         }
         let mut failed: Vec<&OsString> = Vec::new();
         let mut made: Vec<&OsString> = Vec::new();
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0u64;
         for action in &actions {
             match action {
-                Action::CopyFile { .. } | Action::CheckContent { .. } => {
-                    if let Some(tx) = &self.jobs {
-                        state.pending.fetch_add(1, Ordering::AcqRel);
-                        let job = Job {
-                            dir: Arc::clone(&state),
-                            action: action.clone(),
-                        };
-                        if let Err(back) = tx.send(job) {
-                            state.pending.fetch_sub(1, Ordering::AcqRel);
-                            self.sink.apply(state.target(), &back.0.action);
-                        }
+                Action::CopyFile { name, .. } | Action::CheckContent { name } => {
+                    if self.jobs.is_none() {
+                        self.sink.apply(state.target(), action);
                         continue;
                     }
-                    self.sink.apply(state.target(), action);
+                    batch_bytes += src
+                        .entries
+                        .binary_search_by(|e| e.name.as_os_str().cmp(name))
+                        .map_or(0, |i| src.entries[i].size);
+                    batch.push(action.clone());
+                    if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
+                        self.send(&state, std::mem::take(&mut batch));
+                        batch_bytes = 0;
+                    }
                 }
                 _ => {
                     let ok = self.sink.apply(state.target(), action);
@@ -420,6 +432,9 @@ impl Walk<'_> {
                     }
                 }
             }
+        }
+        if !batch.is_empty() {
+            self.send(&state, batch);
         }
         for e in src.entries.iter().rev() {
             if e.kind == Kind::Dir && !failed.contains(&&e.name) {
@@ -433,6 +448,22 @@ impl Walk<'_> {
             }
         }
         release(self.sink, &state);
+    }
+
+    /// Hand a batch of copies to the workers (or do it here if they are gone).
+    fn send(&self, state: &Arc<DirState>, actions: Vec<Action>) {
+        let Some(tx) = &self.jobs else { return };
+        state.pending.fetch_add(1, Ordering::AcqRel);
+        let job = Job {
+            dir: Arc::clone(state),
+            actions,
+        };
+        if let Err(back) = tx.send(job) {
+            for action in &back.0.actions {
+                self.sink.apply(state.target(), action);
+            }
+            state.pending.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Work through queued subdirectories, depth first.

@@ -40,6 +40,12 @@ pub fn is_temp_name(name: &OsStr) -> bool {
     mark == MARK && tag.iter().all(u8::is_ascii_alphanumeric)
 }
 
+/// The process id, asked of the kernel once (each `process::id()` is a system call).
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
+}
+
 fn random_tag() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -47,7 +53,7 @@ fn random_tag() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
-        ^ (u64::from(std::process::id()) << 32)
+        ^ (u64::from(pid()) << 32)
         ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut x = seed | 1;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
