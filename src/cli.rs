@@ -47,10 +47,12 @@ the target and renamed into place, so a reader never sees half a file.";
         "  replwatch -s ./src -r ./mirror -l ./logs --once\n",
         "  replwatch --fld_src ./a --fld_sync ./b --fld_log ./logs -i 5 -d 60   (minutes)\n\n",
         "Exit codes:\n",
-        "  0  success: the replica mirrors the source (also after Ctrl-C, SIGTERM or --duration)\n",
-        "  1  fatal error: the source vanished or the replica could not be used\n",
+        "  0  success: the replica mirrors the source (also after Ctrl-C/SIGTERM in live mode, or\n",
+        "     at the end of --duration)\n",
+        "  1  fatal error: the source vanished before a --once pass, or the replica could not be used\n",
         "  2  bad input: invalid flags or folders; nothing was written\n",
-        "  3  partial: some entries could not be mirrored (each is in the log)"
+        "  3  partial: some entries could not be mirrored (each is in the log), a guard refused the\n",
+        "     pass (empty source, --max-delete), or --once was interrupted"
     )
 )]
 pub struct Cli {
@@ -79,7 +81,7 @@ pub struct Cli {
     )]
     pub log_dir: Option<PathBuf>,
 
-    /// Make one full pass and exit.
+    /// Make one full pass and exit [default: off: live mode].
     #[arg(long)]
     pub once: bool,
 
@@ -112,65 +114,71 @@ pub struct Cli {
     )]
     pub debounce: String,
 
-    /// Compare file contents (blake3) instead of size and mtime, like `rsync -c`.
+    /// Compare file contents (blake3) instead of size and mtime, like `rsync -c` [default: off].
     #[arg(long)]
     pub checksum: bool,
 
-    /// fsync each copied file before renaming it into place (durable across power loss, slower).
+    /// fsync each copied file before renaming it into place (durable across power loss,
+    /// slower) [default: off].
     #[arg(long)]
     pub fsync: bool,
 
-    /// Allow a pass to empty a non-empty REPLICA because SRC is empty (off: an unmounted
-    /// disk looks like an empty folder).
+    /// Allow a pass to empty a non-empty REPLICA because SRC is empty [default: off: an
+    /// unmounted disk looks like an empty folder].
     #[arg(long)]
     pub allow_empty_source: bool,
 
-    /// Parallel copy workers [default: the number of CPUs].
+    /// Parallel copy workers, e.g. `--workers 4` [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
-    /// Print what a pass would do, one line per action, and change nothing.
+    /// Print what a pass would do, one line per action, and change nothing, e.g.
+    /// `--once -n` [default: off].
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
     /// Leave paths matching PATTERN alone on both sides (gitignore syntax; repeatable),
-    /// e.g. `*.tmp`, `build/`, `/top-only`, `**/cache/**`.
+    /// e.g. `*.tmp`, `build/`, `/top-only`, `**/cache/**` [default: none].
     #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
 
-    /// Read exclude patterns from FILE, one per line (gitignore syntax, `#` comments).
+    /// Read exclude patterns from FILE, one per line (gitignore syntax, `#` comments), e.g.
+    /// `--exclude-from ~/.replwatch-ignore` [default: none].
     #[arg(long, value_name = "FILE")]
     pub exclude_from: Vec<PathBuf>,
 
-    /// Refuse a pass that would remove more than N entries from REPLICA (removes nothing).
+    /// Refuse a pass that would remove more than N entries from REPLICA (removes nothing),
+    /// e.g. `--max-delete 100` [default: no limit].
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
 
-    /// Poll SRC every INTERVAL instead of using inotify (network and FUSE filesystems).
+    /// Poll SRC every INTERVAL instead of using inotify (network and FUSE filesystems), e.g.
+    /// `--poll 5s`; `--poll` alone polls every 2s [default: off].
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
     pub poll: Option<String>,
 
-    /// Format of the logfile.
+    /// Format of the logfile, e.g. `--log-format json` for one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Write the console as JSON lines instead of text.
+    /// Write the console as JSON lines instead of text [default: off].
     #[arg(long)]
     pub console_json: bool,
 
-    /// Show a progress bar on a terminal (default: on when stderr is a terminal and not -q).
+    /// Progress bar on stderr: `auto` shows it when stderr is a terminal and -q is not
+    /// given, e.g. `--progress never` under a supervisor.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
 
-    /// Print a shell completion script and exit.
+    /// Print a shell completion script and exit, e.g. `--completions bash`.
     #[arg(long, value_enum, value_name = "SHELL", exclusive = true)]
     pub completions: Option<clap_complete::Shell>,
 
-    /// Print the man page (roff) and exit.
+    /// Print the man page (roff) and exit, e.g. `--man | man -l -`.
     #[arg(long, exclusive = true)]
     pub man: bool,
 
-    /// More detail on the console (-vv for trace).
+    /// More detail on the console: -v debug, -vv trace [default: info].
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 

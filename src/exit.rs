@@ -51,10 +51,12 @@ impl From<Outcome> for ExitCode {
 
 /// The text shown in `--help`.
 pub const HELP: &str = "Exit codes:
-  0  success: the replica mirrors the source (also after Ctrl-C, SIGTERM or --duration)
-  1  fatal error: the source vanished or the replica could not be used
+  0  success: the replica mirrors the source (also after Ctrl-C/SIGTERM in live mode, or
+     at the end of --duration)
+  1  fatal error: the source vanished before a --once pass, or the replica could not be used
   2  bad input: invalid flags or folders; nothing was written
-  3  partial: some entries could not be mirrored (each is in the log)";
+  3  partial: some entries could not be mirrored (each is in the log), a guard refused the
+     pass (empty source, --max-delete), or --once was interrupted";
 
 #[cfg(test)]
 mod tests {

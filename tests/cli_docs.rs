@@ -88,9 +88,10 @@ fn flat(s: &str) -> String {
 
 const EXIT_CODES: [&str; 4] = [
     "0 success: the replica mirrors the source",
-    "1 fatal error: the source vanished or the replica could not be used",
+    "1 fatal error: the source vanished before a --once pass, or the replica could not be used",
     "2 bad input: invalid flags or folders; nothing was written",
-    "3 partial: some entries could not be mirrored (each is in the log)",
+    "3 partial: some entries could not be mirrored (each is in the log), a guard refused the \
+     pass (empty source, --max-delete), or --once was interrupted",
 ];
 
 const PRESERVED: [&str; 3] = [
