@@ -42,6 +42,10 @@ struct Live<'a> {
     /// The last full pass was refused because SRC was empty: the next event retries it
     /// (SRC being filled again is exactly what would make it go through).
     retry_full: bool,
+    /// When the latest sync ended and how much it opened (see `watch::is_own_echo`).
+    last_sync: Option<(Instant, u64)>,
+    /// The current watcher's inotify queue size.
+    queue_limit: u64,
     /// How the latest pass or batch ended.
     last: Outcome,
 }
@@ -65,6 +69,8 @@ pub fn run(
         paused: false,
         limit_reported: false,
         retry_full: false,
+        last_sync: None,
+        queue_limit: watch::queue_limit(),
         last: Outcome::Success,
     };
     live.start_watch();
@@ -123,6 +129,7 @@ pub fn run(
 
 impl Live<'_> {
     fn start_watch(&mut self) {
+        self.queue_limit = watch::queue_limit();
         let tx = self.tx.clone();
         let backend = match self.config.poll {
             Some(every) => watch::Backend::Poll(every),
@@ -150,7 +157,22 @@ impl Live<'_> {
             Ok(events) => {
                 for ev in &events {
                     debug!(self.log, "event"; "kind" => ?ev.kind, "paths" => ?ev.paths);
-                    let hints = watch::interpret(ev, &self.config.source);
+                    let mut hints = watch::interpret(ev, &self.config.source);
+                    if hints.contains(&watch::Hint::Full(watch::LOST_EVENTS))
+                        && self.last_sync.is_some_and(|(at, work)| {
+                            watch::is_own_echo(
+                                work,
+                                at.elapsed(),
+                                self.queue_limit,
+                                self.config.debounce,
+                            )
+                        })
+                    {
+                        // The periodic pass, not another one now, covers what was lost.
+                        info!(self.log, "inotify queue overflowed during our own pass; the next reconciliation covers it";
+                            "action" => "overflow", "queue" => self.queue_limit);
+                        hints.clear();
+                    }
                     let hints = watch::drop_excluded(hints, &self.config.excludes);
                     if watch::enqueue(hints, queue) {
                         self.pause("the source folder was deleted or moved");
@@ -205,6 +227,9 @@ impl Live<'_> {
             return;
         }
         self.retry_full = matches!(result, Err(PassError::EmptySource));
+        if let Ok(s) = &result {
+            self.last_sync = Some((Instant::now(), s.scanned + s.created + s.updated));
+        }
         self.last = pass_outcome(self.log, result);
     }
 

@@ -46,9 +46,12 @@ static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// Run `f` (which writes to the terminal) with the progress bar, if one is drawn, cleared
 /// meanwhile and redrawn after.
+///
+/// The lock is held throughout, so the bar cannot be cleared away (and forgotten) half-way
+/// through a write: that left a log record on the bar's line.
 pub fn suspend<R>(f: impl FnOnce() -> R) -> R {
-    let bar = ACTIVE.lock().ok().and_then(|b| b.clone());
-    match bar {
+    let active = ACTIVE.lock();
+    match active.as_ref().ok().and_then(|b| b.as_ref()) {
         Some(bar) => bar.suspend(f),
         None => f(),
     }
@@ -355,10 +358,12 @@ impl<'a> Shown<'a> {
     /// pass long enough to matter; not for every quick event batch of live mode).
     fn finish(self) {
         if let Some(bar) = &self.bar {
-            if let Ok(mut a) = ACTIVE.lock() {
-                *a = None;
-            }
+            // Clear it while no record is being written, then forget it.
+            let mut active = ACTIVE.lock();
             bar.finish_and_clear();
+            if let Ok(a) = active.as_mut() {
+                **a = None;
+            }
         } else if !self.terminal {
             let s = self.status();
             if self.totals.is_some() || s.elapsed >= SHOW_AFTER {

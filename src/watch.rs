@@ -18,6 +18,26 @@ use notify_debouncer_full::{
 use crate::exclude::Excludes;
 use crate::queue::Queue;
 
+/// Why a full pass follows an inotify queue overflow.
+pub const LOST_EVENTS: &str = "the watcher lost events (rescan requested)";
+
+/// The inotify queue size a watcher created now gets (`fs.inotify.max_queued_events`).
+pub fn queue_limit() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384)
+}
+
+/// Did our own sync overflow the queue? notify watches opens (IN_OPEN), so a pass that
+/// opens about as many directories and files as the queue holds fills it by itself. A
+/// rescan that arrives right after such a pass is its echo: running another full pass for
+/// it would loop forever on a large tree. `work` is the entries the sync scanned plus the
+/// files it copied; `since` is how long ago it ended.
+pub fn is_own_echo(work: u64, since: Duration, limit: u64, debounce: Duration) -> bool {
+    work >= limit && since < debounce * 2 + Duration::from_secs(1)
+}
+
 /// What one event asks of the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hint {
@@ -35,7 +55,7 @@ pub enum Hint {
 /// dropped (nothing outside SRC is mirrored).
 pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
     if event.need_rescan() {
-        return vec![Hint::Full("the watcher lost events (rescan requested)")];
+        return vec![Hint::Full(LOST_EVENTS)];
     }
     let rel = |p: &PathBuf| p.strip_prefix(root).ok().map(Path::to_path_buf);
     let is_root = |p: &PathBuf| p == root;
@@ -290,6 +310,23 @@ mod tests {
             drop_excluded(hints, &ex),
             vec![p("keep.txt", false), p("x.txt", true), p("y.txt", false)]
         );
+    }
+
+    #[test]
+    fn only_a_big_recent_sync_explains_an_overflow() {
+        let d = Duration::from_millis(200);
+        let just = Duration::from_millis(100);
+        assert!(is_own_echo(20_000, just, 16384, d));
+        assert!(
+            !is_own_echo(100, just, 16384, d),
+            "too little work to overflow"
+        );
+        assert!(
+            !is_own_echo(20_000, Duration::from_secs(5), 16384, d),
+            "too long ago"
+        );
+        assert!(is_own_echo(64, just, 64, d));
+        assert!(!is_own_echo(40, just, 64, d));
     }
 
     #[test]
