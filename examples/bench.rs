@@ -334,15 +334,7 @@ fn main() {
         }
     }
 
-    std::fs::create_dir_all(&base).unwrap_or_else(|e| die(&format!("{}: {e}", base.display())));
-    let scratch_dir = tempfile::Builder::new()
-        .prefix("replwatch-bench-")
-        .tempdir_in(&base)
-        .unwrap_or_else(|e| die(&format!("scratch dir in {}: {e}", base.display())));
-    let scratch = scratch_dir.path().to_path_buf();
-    if !keep {
-        let _ = SCRATCH.set(scratch.clone());
-    }
+    let (scratch_dir, scratch) = scratch_dir(&base, "replwatch-bench-", keep);
     let bin = replwatch_binary(explicit_bin, no_build, &scratch);
     let logs = scratch.join("logs");
     let flush = !is_tmpfs(&scratch);

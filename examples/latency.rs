@@ -188,15 +188,7 @@ fn main() {
         ],
     };
 
-    fs::create_dir_all(&base).unwrap_or_else(|e| die(&format!("{}: {e}", base.display())));
-    let scratch_dir = tempfile::Builder::new()
-        .prefix("replwatch-latency-")
-        .tempdir_in(&base)
-        .unwrap_or_else(|e| die(&format!("scratch dir in {}: {e}", base.display())));
-    let scratch = scratch_dir.path().to_path_buf();
-    if !keep {
-        let _ = SCRATCH.set(scratch.clone());
-    }
+    let (scratch_dir, scratch) = scratch_dir(&base, "replwatch-latency-", keep);
     let bin = replwatch_binary(explicit_bin, no_build, &scratch);
     let spec = TreeSpec {
         files: 20_000,

@@ -74,6 +74,20 @@ impl Args {
 /// The scratch dir to remove if the run dies (exit skips the TempDir's destructor).
 pub static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
+/// A fresh scratch dir under `base` (created if needed), removed on exit unless `keep`.
+pub fn scratch_dir(base: &Path, prefix: &str, keep: bool) -> (tempfile::TempDir, PathBuf) {
+    fs::create_dir_all(base).unwrap_or_else(|e| die(&format!("{}: {e}", base.display())));
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(base)
+        .unwrap_or_else(|e| die(&format!("scratch dir in {}: {e}", base.display())));
+    let path = dir.path().to_path_buf();
+    if !keep {
+        let _ = SCRATCH.set(path.clone());
+    }
+    (dir, path)
+}
+
 pub fn die(msg: &str) -> ! {
     eprintln!("error: {msg}");
     if let Some(dir) = SCRATCH.get() {
