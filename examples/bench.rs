@@ -92,10 +92,10 @@ impl Ctx {
 
     /// Remove the latest destination now, unless on a disk (see `flush`).
     fn drop_last(&self) {
-        if let Some(p) = self.last.borrow_mut().take() {
-            if !self.flush {
-                remove_tree(&p);
-            }
+        if let Some(p) = self.last.borrow_mut().take()
+            && !self.flush
+        {
+            remove_tree(&p);
         }
     }
 
@@ -579,10 +579,10 @@ fn w3(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec) -> Workload {
         },
         |t, s, d| {
             notes.push(verify(&format!("W3 {}", t.name()), s, d, true));
-            if t == Tool::Replwatch {
-                if let Some(s) = last_summary(&ctx.logs) {
-                    notes.push(format!("W3: replwatch's pass: {s}"));
-                }
+            if t == Tool::Replwatch
+                && let Some(s) = last_summary(&ctx.logs)
+            {
+                notes.push(format!("W3: replwatch's pass: {s}"));
             }
         },
     );

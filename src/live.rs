@@ -6,7 +6,7 @@
 //! pass, so a change made during that pass arrives as an event instead of falling in the gap.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use notify_debouncer_full::DebounceEventResult;
@@ -259,9 +259,4 @@ impl Live<'_> {
         info!(self.log, "stop requested, stopping"; "action" => "stop", "reason" => "signal");
         Outcome::Success
     }
-}
-
-/// A channel for the run loop.
-pub fn channel_pair() -> (Sender<Msg>, Receiver<Msg>) {
-    channel()
 }

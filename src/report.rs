@@ -59,12 +59,6 @@ pub struct Summary {
     pub skipped: u64,
 }
 
-impl Summary {
-    pub fn changes(&self) -> u64 {
-        self.created + self.updated + self.meta + self.removed + self.renamed
-    }
-}
-
 /// The kind of counter an action moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tally {

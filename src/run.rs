@@ -48,7 +48,7 @@ pub fn engine(config: &Config, log: &Logger, stop: Arc<AtomicBool>) -> Engine {
 pub fn run(config: &Config, log: &Logger) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let engine = engine(config, log, Arc::clone(&stop));
-    let (tx, rx) = crate::live::channel_pair();
+    let (tx, rx) = std::sync::mpsc::channel();
     let signal_tx = Mutex::new(tx.clone());
     let flag = Arc::clone(&stop);
     if let Err(e) = ctrlc::set_handler(move || {

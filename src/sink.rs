@@ -207,12 +207,11 @@ impl Sink for DryRun<'_> {
         &self,
         _from: (BorrowedFd<'_>, &OsStr),
         _to: (BorrowedFd<'_>, &OsStr),
-        (from, to): (&Path, &Path),
-        kind: Kind,
+        _paths: (&Path, &Path),
+        _kind: Kind,
     ) -> Done {
         // Nothing moves in a dry run: the walk then plans both paths as they are on disk,
         // so a rename is listed as the removal and creation it falls back to.
-        let _ = (from, to, kind);
         false
     }
 }

@@ -971,7 +971,7 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     if p >= 100.0 {
         return s[s.len() - 1];
     }
-    if (p - 50.0).abs() < f64::EPSILON && s.len() % 2 == 0 {
+    if (p - 50.0).abs() < f64::EPSILON && s.len().is_multiple_of(2) {
         return (s[s.len() / 2 - 1] + s[s.len() / 2]) / 2.0;
     }
     let rank = ((p / 100.0) * s.len() as f64).ceil().max(1.0) as usize;
@@ -982,7 +982,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
