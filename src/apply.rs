@@ -7,7 +7,8 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use rustix::fs::{
@@ -40,6 +41,11 @@ pub struct Applier<'a> {
     pub plan: PlanOptions,
     pub copy: CopyOptions,
     pub stop: &'a AtomicBool,
+    /// Files that may be copied as a snapshot while still open for writing.
+    pub snapshot: Option<&'a BTreeSet<PathBuf>>,
+    /// A copy that saw its source being written is deferred (live mode tries it again once
+    /// the writes pause) instead of being a fault.
+    pub defer: bool,
 }
 
 /// Did an action leave the replica as planned?
@@ -124,11 +130,16 @@ impl Applier<'_> {
     }
 
     fn copy(&self, dir: DirPair<'_>, name: &OsStr, reason: Reason, path: &Path) -> Done {
-        match copy::copy_file(dir.src, dir.dst, name, self.copy, self.stop) {
+        let snapshot = self.snapshot.is_some_and(|s| s.contains(path));
+        match copy::copy_file(dir.src, dir.dst, name, self.copy, snapshot, self.stop) {
             Ok(bytes) => {
                 let (tally, why) = tally_for(reason);
                 self.report(tally, "copy", path, Kind::File, why, bytes);
                 true
+            }
+            Err(e @ (CopyError::Busy | CopyError::Unstable)) if self.defer => {
+                self.reporter.deferred(self.counters, path, &e.to_string());
+                false
             }
             Err(CopyError::Io(e)) => {
                 self.reporter.fault(self.counters, "copy", path, &e);

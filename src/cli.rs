@@ -46,13 +46,7 @@ the target and renamed into place, so a reader never sees half a file.";
         "  replwatch -s ~/work -r /mnt/backup/work -l ~/.local/state/replwatch\n",
         "  replwatch -s ./src -r ./mirror -l ./logs --once\n",
         "  replwatch --fld_src ./a --fld_sync ./b --fld_log ./logs -i 5 -d 60   (minutes)\n\n",
-        "Exit codes:\n",
-        "  0  success: the replica mirrors the source (also after Ctrl-C/SIGTERM in live mode, or\n",
-        "     at the end of --duration)\n",
-        "  1  fatal error: the source vanished before a --once pass, or the replica could not be used\n",
-        "  2  bad input: invalid flags or folders; nothing was written\n",
-        "  3  partial: some entries could not be mirrored (each is in the log), a guard refused the\n",
-        "     pass (empty source, --max-delete), or --once was interrupted"
+        crate::exit::exit_codes_text!()
     )
 )]
 pub struct Cli {

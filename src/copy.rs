@@ -41,6 +41,9 @@ pub enum CopyError {
     Vanished,
     /// The source changed during every attempt; the replica was left as it was.
     Unstable,
+    /// A write to the source was in flight at every attempt (it changed moments ago and its
+    /// writer still has it open); the replica was left as it was.
+    Busy,
     /// A stop was requested; the temp file was removed.
     Stopped,
     Io(io::Error),
@@ -65,6 +68,9 @@ impl std::fmt::Display for CopyError {
             CopyError::Unstable => write!(
                 f,
                 "source kept changing while being copied ({MAX_ATTEMPTS} attempts); left for the next pass"
+            ),
+            CopyError::Busy => f.write_str(
+                "source is being written (changed moments ago, still open for writing); left for the next pass",
             ),
             CopyError::Stopped => f.write_str("stopped"),
             CopyError::Io(e) => e.fmt(f),
@@ -131,13 +137,20 @@ fn unchanged(before: &Stat, after: &Stat) -> bool {
 }
 
 /// Copy `name` from `src_dir` over `name` in `dst_dir`. Returns the bytes copied.
+///
+/// `snapshot` accepts a copy of a file whose writer still has it open, as long as it did not
+/// change from before to after the copy: for a file under constant writes, which would
+/// otherwise never be mirrored (live mode asks for it once such a file has waited an
+/// interval).
 pub fn copy_file(
     src_dir: BorrowedFd<'_>,
     dst_dir: BorrowedFd<'_>,
     name: &OsStr,
     opts: CopyOptions,
+    snapshot: bool,
     stop: &AtomicBool,
 ) -> Result<u64, CopyError> {
+    let mut busy = 0;
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             std::thread::sleep(RETRY_PAUSE * attempt);
@@ -147,7 +160,8 @@ pub fn copy_file(
         if crate::scan::kind_of(&before) != crate::entry::Kind::File {
             return Err(CopyError::Vanished);
         }
-        if write_in_flight(&src, &before) {
+        if !snapshot && write_in_flight(&src, &before) {
+            busy += 1;
             continue;
         }
         let (mut temp, out) = create_temp(dst_dir, name)?;
@@ -179,7 +193,11 @@ pub fn copy_file(
         temp.armed = false;
         return Ok(copied);
     }
-    Err(CopyError::Unstable)
+    Err(if busy == MAX_ATTEMPTS {
+        CopyError::Busy
+    } else {
+        CopyError::Unstable
+    })
 }
 
 /// A write that started before our first stat has already moved mtime and ctime, so a

@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use crate::pass::PassError;
+use crate::roots::SourceProblem;
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -22,6 +25,20 @@ impl Outcome {
             Outcome::Fatal => 1,
             Outcome::BadInput => 2,
             Outcome::Partial => 3,
+        }
+    }
+
+    /// What a pass that did not run means for the exit status: a guard that refused it
+    /// (an empty source, `--max-delete`, an interrupted pass) is partial; a root that cannot
+    /// be used is fatal.
+    pub fn of_pass_error(e: &PassError) -> Outcome {
+        match e {
+            PassError::Source(SourceProblem::Empty)
+            | PassError::TooManyDeletes { .. }
+            | PassError::Stopped => Outcome::Partial,
+            PassError::Source(_) | PassError::Replica(_) | PassError::ReplicaMoved(_) => {
+                Outcome::Fatal
+            }
         }
     }
 
@@ -49,14 +66,23 @@ impl From<Outcome> for ExitCode {
     }
 }
 
-/// The text shown in `--help`.
-pub const HELP: &str = "Exit codes:
-  0  success: the replica mirrors the source (also after Ctrl-C/SIGTERM in live mode, or
-     at the end of --duration)
+/// The exit-code text, as a literal so `--help` (built with `concat!`) and `-h` share it.
+macro_rules! exit_codes_text {
+    () => {
+        "Exit codes:
+  0  success: the replica mirrors the source (live mode: nothing is known not mirrored when
+     --duration ends or Ctrl-C/SIGTERM stops it)
   1  fatal error: the source vanished before a --once pass, or the replica could not be used
   2  bad input: invalid flags or folders; nothing was written
   3  partial: some entries could not be mirrored (each is in the log), a guard refused the
-     pass (empty source, --max-delete), or --once was interrupted";
+     pass (empty source, --max-delete), or --once was interrupted; live mode: entries still
+     failing, or SRC/REPLICA unavailable, when the run ends"
+    };
+}
+pub(crate) use exit_codes_text;
+
+/// The text shown in `--help` and `-h`.
+pub const HELP: &str = exit_codes_text!();
 
 #[cfg(test)]
 mod tests {

@@ -1,53 +1,84 @@
 //! Live mode: the run loop that keeps REPLICA mirrored until the duration ends or a stop is
 //! requested.
 //!
-//! One thread waits on one channel for watcher batches and stop requests, with a timeout set
-//! by the next reconciliation or the end of the run. Watching starts *before* the initial
-//! pass, so a change made during that pass arrives as an event instead of falling in the gap.
+//! One thread waits on one channel for raw watcher events, finished full passes and stop
+//! requests. Events only say where to look: they are gathered in the queue, and `--debounce`
+//! after the first of a burst the gathered directories are compared with their replicas.
+//! Full passes (the initial one, every `--interval`, and after the watcher lost events) run on
+//! a thread of their own, so a change made during a long pass is mirrored by its events within
+//! the debounce, not after the pass; the directories such batches touched are compared again
+//! once the pass ends, since the pass may have listed them before the batch changed them.
+//! Watching starts *before* the initial pass, so a change made during that pass arrives as an
+//! event instead of falling in the gap.
+//!
+//! Before each batch and pass, and every second while idle, SRC and REPLICA are checked (see
+//! `roots`): a source that is gone, unmounted, replaced or suddenly empty, or a replica path
+//! that leads somewhere else, pauses mirroring with REPLICA untouched until it is back.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use notify_debouncer_full::DebounceEventResult;
 use slog::{Logger, debug, error, info, warn};
 
 use crate::config::Config;
 use crate::exit::Outcome;
-use crate::handle::open_root;
 use crate::pass::{Engine, PassError};
+use crate::pending::Pending;
 use crate::queue::{Queue, Work};
-use crate::report::Trigger;
-use crate::run::pass_outcome;
-use crate::watch::{self, WATCH_LIMIT_HINT, Watch};
+use crate::report::{PassReport, Trigger};
+use crate::roots::SourceProblem;
+use crate::watch::{self, LOST_EVENTS, WATCH_LIMIT_HINT, Watch};
 
 /// What wakes the run loop.
 pub enum Msg {
-    Events(DebounceEventResult),
+    /// A raw watcher event, or a watcher error.
+    Event(notify::Result<notify::Event>),
+    /// A full pass finished on the pass thread.
+    PassDone(Trigger, Result<PassReport, PassError>),
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Stop,
 }
 
-/// How often to look for a source that went away.
-const SOURCE_RETRY: Duration = Duration::from_secs(1);
+/// How often SRC and REPLICA are checked while nothing else happens (an unmounted source
+/// sends no event that says so on every kernel), and how often a paused run looks for them.
+const ROOT_CHECK: Duration = Duration::from_secs(1);
+
+/// Why mirroring is paused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Paused {
+    Source,
+    Replica,
+}
 
 struct Live<'a> {
     config: &'a Config,
     engine: &'a Engine,
     log: &'a Logger,
     tx: Sender<Msg>,
+    /// Requests for the pass thread.
+    passes: Sender<Trigger>,
     watch: Option<Watch>,
-    /// SRC is gone: nothing is mirrored until it is back.
-    paused: bool,
+    paused: Option<Paused>,
     limit_reported: bool,
-    /// The last full pass was refused because SRC was empty: the next event retries it
-    /// (SRC being filled again is exactly what would make it go through).
-    retry_full: bool,
-    /// When the latest sync ended and how much it opened (see `watch::is_own_echo`).
-    last_sync: Option<(Instant, u64)>,
-    /// The current watcher's inotify queue size.
-    queue_limit: u64,
-    /// How the latest pass or batch ended.
-    last: Outcome,
+    queue: Queue,
+    /// When the first event of the burst being gathered arrived.
+    first_event: Option<Instant>,
+    /// A full pass is running on the pass thread.
+    pass_running: bool,
+    /// Another full pass is wanted once the running one ends.
+    pass_wanted: Option<Trigger>,
+    /// Directories batches compared while a full pass ran.
+    during_pass: BTreeSet<PathBuf>,
+    /// What is known not mirrored.
+    pending: Pending,
+    /// The last full pass was refused (`--max-delete`): why.
+    refused: Option<String>,
+    /// Files already reported as never settling.
+    unsettled_reported: BTreeSet<PathBuf>,
+    watching: bool,
 }
 
 /// Run live mode. `tx`/`rx` is the loop's channel; the signal handler sends `Msg::Stop` on it.
@@ -58,205 +89,347 @@ pub fn run(
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
 ) -> Outcome {
-    let started = Instant::now();
-    let end = config.duration.map(|d| started + d);
-    let mut live = Live {
-        config,
-        engine,
-        log,
-        tx,
-        watch: None,
-        paused: false,
-        limit_reported: false,
-        retry_full: false,
-        last_sync: None,
-        queue_limit: watch::queue_limit(),
-        last: Outcome::Success,
-    };
-    live.start_watch();
-    live.full_pass(Trigger::Initial);
-    info!(log, "watching"; "source" => %config.source.display(),
-        "debounce_ms" => config.debounce.as_millis() as u64,
-        "interval_s" => config.interval.as_secs_f64());
-    let mut next_full = Instant::now() + config.interval;
-    let mut queue = Queue::default();
-    loop {
-        let now = Instant::now();
-        if end.is_some_and(|e| now >= e) {
-            info!(log, "duration reached, stopping"; "action" => "stop", "reason" => "duration");
-            return live.last;
-        }
-        let mut wake = next_full;
-        if let Some(e) = end {
-            wake = wake.min(e);
-        }
-        if live.paused {
-            wake = wake.min(now + SOURCE_RETRY);
-        }
-        match rx.recv_timeout(wake.saturating_duration_since(now)) {
-            Ok(Msg::Stop) => return live.stopped(),
-            Ok(Msg::Events(batch)) => {
-                live.absorb(batch, &mut queue);
-                // Take whatever else is already waiting, so one burst is one batch.
-                while let Ok(m) = rx.try_recv() {
-                    match m {
-                        Msg::Stop => return live.stopped(),
-                        Msg::Events(b) => live.absorb(b, &mut queue),
-                    }
-                }
-                if live.retry_full && !queue.is_empty() {
-                    queue.full_pass("retrying the full pass refused while the source was empty");
-                }
-                if !live.paused && !queue.is_empty() {
-                    live.sync(queue.take());
+    let (passes, requests) = std::sync::mpsc::channel::<Trigger>();
+    std::thread::scope(|s| {
+        let done = tx.clone();
+        s.spawn(move || {
+            for trigger in requests {
+                let result = engine.full_pass(trigger);
+                if done.send(Msg::PassDone(trigger, result)).is_err() {
+                    return;
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {
-                if live.paused {
-                    live.try_resume();
-                }
-                if Instant::now() >= next_full {
-                    if !live.paused {
-                        live.full_pass(Trigger::Reconcile);
-                    }
-                    next_full = Instant::now() + config.interval;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return live.last,
-        }
-    }
+        });
+        let mut live = Live {
+            config,
+            engine,
+            log,
+            tx,
+            passes,
+            watch: None,
+            paused: None,
+            limit_reported: false,
+            queue: Queue::default(),
+            first_event: None,
+            pass_running: false,
+            pass_wanted: None,
+            during_pass: BTreeSet::new(),
+            pending: Pending::default(),
+            refused: None,
+            unsettled_reported: BTreeSet::new(),
+            watching: false,
+        };
+        let outcome = live.run(rx);
+        // A pass still running stops at its next entry; the scope joins its thread.
+        engine.stop.store(true, Ordering::Relaxed);
+        drop(live);
+        outcome
+    })
 }
 
 impl Live<'_> {
+    fn run(&mut self, rx: Receiver<Msg>) -> Outcome {
+        let end = self.config.duration.map(|d| Instant::now() + d);
+        self.start_watch();
+        self.request_pass(Trigger::Initial);
+        let mut next_full = Instant::now() + self.config.interval;
+        let mut next_check = Instant::now() + ROOT_CHECK;
+        loop {
+            let now = Instant::now();
+            if end.is_some_and(|e| now >= e) {
+                info!(self.log, "duration reached, stopping"; "action" => "stop", "reason" => "duration");
+                return self.finish();
+            }
+            let mut wake = next_full.min(next_check);
+            if let Some(e) = end {
+                wake = wake.min(e);
+            }
+            if self.paused.is_none() {
+                if let Some(first) = self.first_event {
+                    wake = wake.min(first + self.config.debounce);
+                }
+                if let Some(due) = self.pending.next_due() {
+                    wake = wake.min(due);
+                }
+            }
+            match rx.recv_timeout(wake.saturating_duration_since(now)) {
+                Ok(Msg::Stop) => {
+                    info!(self.log, "stop requested, stopping"; "action" => "stop", "reason" => "signal");
+                    return self.finish();
+                }
+                Ok(Msg::Event(e)) => self.absorb(e),
+                Ok(Msg::PassDone(trigger, result)) => self.pass_done(trigger, result),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return self.finish(),
+            }
+            let now = Instant::now();
+            if self.queue.take_check_source() || now >= next_check {
+                next_check = now + ROOT_CHECK;
+                self.check_roots();
+            }
+            if self.paused.is_some() {
+                continue;
+            }
+            if now >= next_full {
+                next_full = now + self.config.interval;
+                self.request_pass(Trigger::Reconcile);
+            }
+            for due in self.pending.take_due(now, self.config.interval) {
+                if due.snapshot {
+                    self.queue.snapshot(due.path);
+                } else {
+                    self.queue.dir(due.path.parent().map(PathBuf::from).unwrap_or_default());
+                }
+                self.first_event.get_or_insert(now);
+            }
+            if self
+                .first_event
+                .is_some_and(|first| now >= first + self.config.debounce)
+            {
+                self.first_event = None;
+                self.sync();
+            }
+        }
+    }
+
     fn start_watch(&mut self) {
-        self.queue_limit = watch::queue_limit();
-        let tx = self.tx.clone();
+        self.watch = None;
         let backend = match self.config.poll {
             Some(every) => watch::Backend::Poll(every),
             None => watch::Backend::Inotify,
         };
-        match watch::start_to(
-            &self.config.source,
-            self.config.debounce,
-            backend,
-            tx,
-            Msg::Events,
-        ) {
-            Ok(w) => self.watch = Some(w),
-            Err(e) if watch::is_watch_limit(&e) => {
-                self.limit_reported = true;
-                warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
+        match watch::start(&self.config.source, backend, self.tx.clone(), Msg::Event) {
+            Ok(started) => {
+                if let Some(e) = started.partial
+                    && !self.limit_reported
+                {
+                    self.limit_reported = true;
+                    warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
+                }
+                self.watch = Some(started.watch);
             }
             Err(e) => warn!(self.log, "cannot watch the source; mirroring by periodic passes only";
                 "error" => %e),
         }
     }
 
-    fn absorb(&mut self, batch: DebounceEventResult, queue: &mut Queue) {
-        match batch {
-            Ok(events) => {
-                for ev in &events {
-                    debug!(self.log, "event"; "kind" => ?ev.kind, "paths" => ?ev.paths);
-                    let mut hints = watch::interpret(ev, &self.config.source);
-                    if hints.contains(&watch::Hint::Full(watch::LOST_EVENTS))
-                        && self.last_sync.is_some_and(|(at, work)| {
-                            watch::is_own_echo(
-                                work,
-                                at.elapsed(),
-                                self.queue_limit,
-                                self.config.debounce,
-                            )
-                        })
-                    {
-                        // The periodic pass, not another one now, covers what was lost.
-                        info!(self.log, "inotify queue overflowed during our own pass; the next reconciliation covers it";
-                            "action" => "overflow", "queue" => self.queue_limit);
-                        hints.clear();
-                    }
-                    let hints = watch::drop_excluded(hints, &self.config.excludes);
-                    if watch::enqueue(hints, queue) {
-                        self.pause("the source folder was deleted or moved");
-                    }
+    fn absorb(&mut self, event: notify::Result<notify::Event>) {
+        match event {
+            Ok(ev) => {
+                debug!(self.log, "event"; "kind" => ?ev.kind, "paths" => ?ev.paths);
+                let hints = watch::interpret(&ev, &self.config.source);
+                for hint in watch::drop_excluded(hints, &self.config.excludes) {
+                    self.queue.add(hint);
                 }
             }
-            Err(errors) => {
-                for e in errors {
-                    if watch::is_watch_limit(&e) {
-                        if !self.limit_reported {
-                            self.limit_reported = true;
-                            warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
-                        }
-                    } else {
-                        warn!(self.log, "watcher error; scheduling a full pass"; "error" => %e);
-                        queue.full_pass("watcher error");
-                    }
+            Err(e) if watch::is_watch_limit(&e) => {
+                if !self.limit_reported {
+                    self.limit_reported = true;
+                    warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
                 }
             }
+            Err(e) => {
+                warn!(self.log, "watcher error; scheduling a full pass"; "error" => %e);
+                self.queue.full_pass("watcher error");
+            }
+        }
+        if !self.queue.is_empty() {
+            self.first_event.get_or_insert_with(Instant::now);
         }
     }
 
-    fn sync(&mut self, work: Work) {
-        let result = match work {
+    /// Carry out what the queue holds.
+    fn sync(&mut self) {
+        match self.queue.take() {
             Work::Full(why) => {
                 info!(self.log, "full pass: {}", why; "action" => "full-pass", "reason" => %why);
-                // Lost events may include the creation of directories, which is how the
-                // watcher learns to watch them: watch the whole tree afresh, then reconcile
-                // (a change in between is caught by the pass).
-                if self.watch.is_some() {
-                    self.watch = None;
+                if why == LOST_EVENTS || self.watch.is_none() {
+                    // The lost events may include the creation of directories, which is how
+                    // the watcher learns to watch them: watch the whole tree afresh, then
+                    // reconcile (a change in between is caught by the pass).
                     self.start_watch();
                 }
-                self.engine.full_pass(Trigger::Rescan)
+                self.request_pass(Trigger::Rescan);
             }
-            Work::Batch(batch) => self.engine.sync_batch(&batch, Trigger::Event),
+            Work::Batch(batch) => {
+                let result = self.engine.sync_batch(&batch, Trigger::Event);
+                if let Ok(report) = &result
+                    && self.pass_running
+                {
+                    self.during_pass.extend(report.compared.iter().cloned());
+                }
+                self.record_batch(result);
+            }
+        }
+    }
+
+    fn request_pass(&mut self, trigger: Trigger) {
+        if self.pass_running {
+            // One at a time: the running pass may have gone past what this one is for.
+            self.pass_wanted.get_or_insert(trigger);
+            return;
+        }
+        self.pass_running = true;
+        let _ = self.passes.send(trigger);
+    }
+
+    fn pass_done(&mut self, trigger: Trigger, result: Result<PassReport, PassError>) {
+        self.pass_running = false;
+        match &result {
+            Ok(report) => {
+                self.pending.after_full_pass(report, Instant::now());
+                self.refused = None;
+            }
+            Err(PassError::Stopped) => {}
+            Err(e @ PassError::TooManyDeletes { .. }) => {
+                error!(self.log, "{}", e; "action" => "refused");
+                self.refused = Some(e.to_string());
+            }
+            Err(e) => self.pause_for(e),
+        }
+        if trigger == Trigger::Initial && !self.watching {
+            self.watching = true;
+            info!(self.log, "watching"; "source" => %self.config.source.display(),
+                "debounce_ms" => self.config.debounce.as_millis() as u64,
+                "interval_s" => self.config.interval.as_secs_f64());
+        }
+        if result.is_ok() {
+            self.report_pending();
+        }
+        // What batches did during the pass may have been undone by its older listings.
+        for dir in std::mem::take(&mut self.during_pass) {
+            self.queue.dir(dir);
+            self.first_event.get_or_insert_with(Instant::now);
+        }
+        if let Some(t) = self.pass_wanted.take() {
+            self.request_pass(t);
+        }
+    }
+
+    fn record_batch(&mut self, result: Result<PassReport, PassError>) {
+        match result {
+            Ok(report) => {
+                let src = self.engine.source.path();
+                let rep = self.engine.replica.path();
+                let exists = |p: &std::path::Path| {
+                    src.join(p).symlink_metadata().is_ok() || rep.join(p).symlink_metadata().is_ok()
+                };
+                self.pending.after_batch(&report, Instant::now(), exists);
+                if !report.failed.is_empty() || !report.deferred.is_empty() {
+                    self.report_pending();
+                }
+            }
+            Err(PassError::Stopped) => {}
+            Err(e @ PassError::TooManyDeletes { .. }) => {
+                // Nothing was done: what the batch was for stays to be done by a pass.
+                error!(self.log, "{}", e; "action" => "refused");
+                self.refused = Some(e.to_string());
+            }
+            Err(e) => self.pause_for(&e),
+        }
+    }
+
+    /// Say which files never settle (once each).
+    fn report_pending(&mut self) {
+        let limit = self.config.interval * 2;
+        for p in self.pending.unsettled(Instant::now(), limit) {
+            if self.unsettled_reported.insert(p.to_path_buf()) {
+                warn!(self.log, "file never settles: it changed during every copy for {:?}", limit;
+                    "action" => "unsettled", "path" => %p.display());
+            }
+        }
+    }
+
+    /// Check SRC and REPLICA, pausing or resuming as they come and go.
+    fn check_roots(&mut self) {
+        match self.paused {
+            None => {
+                if let Err(e) = self.engine.check_roots() {
+                    self.pause_for(&e);
+                }
+            }
+            Some(Paused::Source) => {
+                if self.engine.adopt_source().is_ok() {
+                    info!(self.log, "source is back; watching again"; "action" => "resume",
+                        "source" => %self.config.source.display());
+                    self.resume();
+                }
+            }
+            Some(Paused::Replica) => {
+                if self.engine.check_roots().is_ok() {
+                    info!(self.log, "replica root is back; mirroring again"; "action" => "resume",
+                        "replica" => %self.config.replica.display());
+                    self.resume();
+                }
+            }
+        }
+    }
+
+    fn pause_for(&mut self, e: &PassError) {
+        let (kind, why) = match e {
+            PassError::Source(p) => (Paused::Source, source_words(p)),
+            PassError::ReplicaMoved(m) => (Paused::Replica, m.to_string()),
+            PassError::Replica(io) => (Paused::Replica, format!("replica unavailable: {io}")),
+            other => {
+                error!(self.log, "{}", other);
+                return;
+            }
         };
-        self.record(result);
-    }
-
-    fn full_pass(&mut self, trigger: Trigger) {
-        let result = self.engine.full_pass(trigger);
-        self.record(result);
-    }
-
-    fn record(&mut self, result: Result<crate::report::Summary, PassError>) {
-        if let Err(PassError::Source(e)) = &result {
-            self.pause(&e.to_string());
-            return;
+        if self.paused.is_none() {
+            match kind {
+                Paused::Source => error!(self.log, "source unavailable ({}); replica left as it is, waiting for the source to return", why;
+                    "action" => "pause", "source" => %self.config.source.display()),
+                Paused::Replica => error!(self.log, "{}", why;
+                    "action" => "pause", "replica" => %self.config.replica.display()),
+            }
         }
-        if matches!(result, Err(PassError::Stopped)) {
-            return;
-        }
-        self.retry_full = matches!(result, Err(PassError::EmptySource));
-        if let Ok(s) = &result {
-            self.last_sync = Some((Instant::now(), s.scanned + s.created + s.updated));
-        }
-        self.last = pass_outcome(self.log, result);
-    }
-
-    /// SRC went away: keep REPLICA as it is and wait for SRC to come back.
-    fn pause(&mut self, why: &str) {
-        if !self.paused {
-            error!(self.log, "source unavailable ({}); replica left as it is, waiting for the source to return", why;
-                "action" => "pause", "source" => %self.config.source.display());
-        }
-        self.paused = true;
+        self.paused = Some(kind);
+        // Its watches are on what went away; whatever was queued is covered by the pass that
+        // follows the return.
         self.watch = None;
+        self.queue = Queue::default();
+        self.first_event = None;
     }
 
-    fn try_resume(&mut self) {
-        let back = open_root(&self.config.source).is_ok();
-        if back {
-            info!(self.log, "source is back; watching again"; "action" => "resume",
-                "source" => %self.config.source.display());
-            self.paused = false;
-            self.start_watch();
-            self.full_pass(Trigger::Reconcile);
-        }
+    fn resume(&mut self) {
+        self.paused = None;
+        self.start_watch();
+        self.request_pass(Trigger::Reconcile);
     }
 
-    fn stopped(&self) -> Outcome {
+    /// How the run ends: partial while anything is known not mirrored.
+    fn finish(&mut self) -> Outcome {
         self.engine.stop.store(true, Ordering::Relaxed);
-        info!(self.log, "stop requested, stopping"; "action" => "stop", "reason" => "signal");
-        Outcome::Success
+        let mut why = Vec::new();
+        match self.paused {
+            Some(Paused::Source) => why.push("the source is unavailable".to_owned()),
+            Some(Paused::Replica) => why.push("the replica root moved".to_owned()),
+            None => {}
+        }
+        if let Some(r) = &self.refused {
+            why.push(r.clone());
+        }
+        if !self.watching {
+            why.push("the initial pass did not finish".to_owned());
+        }
+        if !self.pending.is_clean() {
+            why.push(format!(
+                "{} entries failed and {} files are still being written (e.g. {})",
+                self.pending.failed(),
+                self.pending.deferred(),
+                self.pending.examples(3).join("; ")
+            ));
+        }
+        if why.is_empty() {
+            return Outcome::Success;
+        }
+        warn!(self.log, "the replica is not known to be complete: {}", why.join("; ");
+            "action" => "incomplete", "failed" => self.pending.failed(),
+            "deferred" => self.pending.deferred());
+        Outcome::Partial
     }
+}
+
+fn source_words(p: &SourceProblem) -> String {
+    p.to_string()
 }

@@ -20,13 +20,16 @@ use std::time::Instant;
 use slog::{Logger, info, o, warn};
 
 use crate::apply::Applier;
+use crate::config::Config;
 use crate::copy::CopyOptions;
-use crate::entry::Kind;
+use crate::entry::{Entry, Kind};
 use crate::exclude::Excludes;
-use crate::handle::{open_child_dir, open_dir_beneath, open_root};
-use crate::plan::{Action, PlanOptions, plan_dir};
-use crate::report::{Counters, Reporter, Summary, Trigger};
-use crate::scan::{Listing, any_entry, scan_dir, stat_entry};
+use crate::handle::{open_child_dir, open_dir_beneath};
+use crate::plan::{Action, PlanOptions, plan_dir, rename_matches};
+use crate::queue::Batch;
+use crate::report::{Counters, PassReport, Reporter, Trigger};
+use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
+use crate::scan::{Listing, scan_dir, stat_entry};
 use crate::sink::{DryRun, Sink, Target};
 use crate::tempname::is_temp_name;
 
@@ -44,18 +47,21 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Refuse a pass or batch that would remove more entries than this.
     pub max_delete: Option<u64>,
+    /// A copy that saw its source being written is deferred for the caller to retry (live
+    /// mode) rather than counted as a fault (`--once`, which has no later).
+    pub defer: bool,
 }
 
 /// Why a pass did not run at all. Per-entry faults are not here: they are counted in the
-/// summary and the pass goes on.
+/// report and the pass goes on.
 #[derive(Debug)]
 pub enum PassError {
-    /// SRC is missing, unreadable, or was replaced: the replica was left untouched.
-    Source(io::Error),
-    /// REPLICA could not be created or opened.
+    /// SRC is missing, unmounted, replaced or suddenly empty: the replica was left untouched.
+    Source(SourceProblem),
+    /// REPLICA could not be created or opened at start.
     Replica(io::Error),
-    /// SRC is empty while REPLICA is not: refused (an unmounted disk looks empty).
-    EmptySource,
+    /// REPLICA's path leads somewhere else now: nothing was written.
+    ReplicaMoved(ReplicaMoved),
     /// The pass would remove more than `--max-delete` entries: nothing was done.
     TooManyDeletes { would: u64, max: u64 },
     /// A stop was requested; what was done is consistent, the rest is for the next run.
@@ -65,12 +71,10 @@ pub enum PassError {
 impl std::fmt::Display for PassError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            PassError::Source(SourceProblem::Empty) => SourceProblem::Empty.fmt(f),
             PassError::Source(e) => write!(f, "source unavailable, replica left untouched: {e}"),
             PassError::Replica(e) => write!(f, "replica unavailable: {e}"),
-            PassError::EmptySource => f.write_str(
-                "source is empty but replica is not: refusing to empty the replica \
-                 (is the source unmounted? pass --allow-empty-source if this is intended)",
-            ),
+            PassError::ReplicaMoved(e) => e.fmt(f),
             PassError::TooManyDeletes { would, max } => write!(
                 f,
                 "pass would remove {would} entries, more than --max-delete {max}: nothing was changed"
@@ -80,10 +84,14 @@ impl std::fmt::Display for PassError {
     }
 }
 
+impl std::error::Error for PassError {}
+
 /// The roots and options of a run; passes and path syncs are made from it.
 pub struct Engine {
-    pub source: PathBuf,
-    pub replica: PathBuf,
+    /// SRC's path and the identity it must keep.
+    pub source: SourceRoot,
+    /// REPLICA, opened once and held: never reopened by path.
+    pub replica: ReplicaRoot,
     pub opts: SyncOptions,
     pub log: Logger,
     pub stop: Arc<AtomicBool>,
@@ -152,30 +160,79 @@ struct Walk<'a> {
     ctx: Ctx<'a>,
     jobs: Option<SyncSender<Job>>,
     stack: Vec<Task>,
+    /// The batch being synced, if this is not a full pass: which entries to walk whole.
+    batch: Option<&'a Batch>,
+    /// Renames a sink that does not write (dry run, look-ahead) counted as done: later
+    /// listings of the replica are read as if they had happened, so the rename is not also
+    /// counted as a removal and a creation. (from, to, the replica entry moved.)
+    moved: Vec<(PathBuf, PathBuf, Entry)>,
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
 type Body<'b> = dyn Fn(&mut Walk<'_>, &OwnedFd, Option<&OwnedFd>) + 'b;
 
 impl Engine {
-    /// Open SRC by path, now: a root that was deleted, moved or replaced must not be read
-    /// through a stale handle (it would list as empty).
-    fn open_source_root(&self) -> Result<OwnedFd, PassError> {
-        open_root(&self.source).map_err(PassError::Source)
+    /// Record SRC's identity and open REPLICA (creating it unless this is a dry run).
+    pub fn new(config: &Config, log: &Logger, stop: Arc<AtomicBool>) -> Result<Engine, PassError> {
+        let owner = rustix::process::geteuid().is_root();
+        let source = SourceRoot::new(&config.source)
+            .map_err(|e| PassError::Source(SourceProblem::Gone(e)))?;
+        let replica =
+            ReplicaRoot::open(&config.replica, !config.dry_run).map_err(PassError::Replica)?;
+        Ok(Engine {
+            source,
+            replica,
+            opts: SyncOptions {
+                plan: PlanOptions {
+                    checksum: config.checksum,
+                    owner,
+                },
+                copy: CopyOptions {
+                    owner,
+                    fsync: config.fsync,
+                },
+                workers: config.workers,
+                allow_empty_source: config.allow_empty_source,
+                excludes: config.excludes.clone(),
+                dry_run: config.dry_run,
+                max_delete: config.max_delete,
+                defer: !config.once,
+            },
+            log: log.clone(),
+            stop,
+            out: Mutex::new(Box::new(io::stdout())),
+            current: Mutex::new(None),
+        })
     }
 
-    /// Open REPLICA, creating it if needed; in a dry run a missing replica is `None`.
-    fn open_replica_root(&self) -> Result<Option<OwnedFd>, PassError> {
-        match open_root(&self.replica) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && self.opts.dry_run => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.replica).map_err(PassError::Replica)?;
-                open_root(&self.replica)
-                    .map(Some)
-                    .map_err(PassError::Replica)
-            }
-            other => other.map(Some).map_err(PassError::Replica),
-        }
+    /// The roots for one pass or batch: REPLICA's held handle, if its path still leads to
+    /// it, and SRC opened by path, now, if it is still the source the run started with (a
+    /// root that was deleted, moved, unmounted or emptied must not be read through a stale
+    /// handle: it would list as empty and empty the replica).
+    fn roots(&self) -> Result<(OwnedFd, Option<OwnedFd>), PassError> {
+        let dst = self.replica.check().map_err(PassError::ReplicaMoved)?;
+        let src = self
+            .source
+            .open(dst, self.opts.allow_empty_source)
+            .map_err(PassError::Source)?;
+        let dst = dst
+            .map(|d| d.try_clone_to_owned())
+            .transpose()
+            .map_err(PassError::Replica)?;
+        Ok((src, dst))
+    }
+
+    /// Check SRC and REPLICA without doing anything.
+    pub fn check_roots(&self) -> Result<(), PassError> {
+        self.roots().map(|_| ())
+    }
+
+    /// After SRC went away: accept what stands at its path now, if it can be a source.
+    pub fn adopt_source(&self) -> Result<(), PassError> {
+        let dst = self.replica.check().map_err(PassError::ReplicaMoved)?;
+        self.source
+            .adopt(dst, self.opts.allow_empty_source)
+            .map_err(PassError::Source)
     }
 
     fn reporter(&self, trigger: Trigger) -> Reporter {
@@ -186,20 +243,8 @@ impl Engine {
     }
 
     /// One full reconciliation of the whole tree.
-    pub fn full_pass(&self, trigger: Trigger) -> Result<Summary, PassError> {
-        // Read SRC before touching REPLICA: a source that cannot be listed changes nothing,
-        // and an empty one does not empty the replica unless allowed.
-        let src = self.open_source_root()?;
-        let src_has = any_entry(&src, |_| true).map_err(PassError::Source)?;
-        if !src_has && !self.opts.allow_empty_source {
-            let dst = self.open_replica_root()?;
-            if let Some(dst) = dst
-                && any_entry(&dst, |n| !is_temp_name(n)).map_err(PassError::Replica)?
-            {
-                return Err(PassError::EmptySource);
-            }
-        }
-        self.run(trigger, &|walk, src, dst| {
+    pub fn full_pass(&self, trigger: Trigger) -> Result<PassReport, PassError> {
+        self.run(trigger, None, &|walk, src, dst| {
             let lists = (|| Ok::<_, io::Error>((scan_dir(src)?, dst.map(scan_dir).transpose()?)))();
             match lists {
                 Ok((sl, dl)) => {
@@ -212,13 +257,14 @@ impl Engine {
         })
     }
 
-    /// Bring the given SRC-relative changes up to date: renames first, in the order they
-    /// happened, then paths. Each is planned and applied exactly as in a full pass, limited to
-    /// that path (and its subtree when `deep`).
-    pub fn sync_batch(&self, batch: &Batch, trigger: Trigger) -> Result<Summary, PassError> {
-        self.run(trigger, &|walk, src, dst| {
+    /// Bring what a batch of watcher events points at up to date: renames first, in the
+    /// order they happened (an optimisation: no recopy), then every directory the events
+    /// touched is compared with its replica, exactly as a full pass compares it, walking
+    /// created and moved-in entries whole.
+    pub fn sync_batch(&self, batch: &Batch, trigger: Trigger) -> Result<PassReport, PassError> {
+        self.run(trigger, Some(batch), &|walk, src, dst| {
             let Some(dst) = dst else {
-                // Dry run without a replica yet: every path is new.
+                // Dry run without a replica yet: a full pass is what would happen.
                 return;
             };
             for (from, to) in &batch.renames {
@@ -226,24 +272,29 @@ impl Engine {
                     return;
                 }
                 walk.rename(src, dst, from, to);
-                walk.drain();
             }
-            for (rel, deep) in &batch.paths {
+            for dir in &batch.dirs {
                 if walk.ctx.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                walk.path(src, dst, rel, *deep);
-                walk.drain();
+                if !batch.covered(dir) {
+                    walk.compare(src, dst, dir);
+                    walk.drain();
+                }
             }
         })
     }
 
     /// Open the roots and run `body` through the right sink: after a silent look-ahead
     /// when `--max-delete` is set, then for real (or as a dry run).
-    fn run(&self, trigger: Trigger, body: &Body<'_>) -> Result<Summary, PassError> {
+    fn run(
+        &self,
+        trigger: Trigger,
+        batch: Option<&Batch>,
+        body: &Body<'_>,
+    ) -> Result<PassReport, PassError> {
         let started = Instant::now();
-        let src = self.open_source_root()?;
-        let dst = self.open_replica_root()?;
+        let (src, dst) = self.roots()?;
         let reporter = self.reporter(trigger);
         if let Some(max) = self.opts.max_delete
             && !self.opts.dry_run
@@ -253,7 +304,7 @@ impl Engine {
                 trigger,
             };
             let look = DryRun::new(None, self.opts.plan);
-            self.walk(&look, &quiet, &Counters::default(), 0, |w| {
+            self.walk(&look, &quiet, &Counters::default(), 0, batch, |w| {
                 body(w, &src, dst.as_ref())
             });
             let would = look.removals.load(Ordering::Relaxed);
@@ -262,12 +313,14 @@ impl Engine {
             }
         }
         let counters = Arc::new(Counters::default());
-        if let Ok(mut c) = self.current.lock() {
+        if batch.is_none()
+            && let Ok(mut c) = self.current.lock()
+        {
             *c = Some(Arc::clone(&counters));
         }
         let dry_actions = if self.opts.dry_run {
             let dry = DryRun::new(Some(&self.out), self.opts.plan);
-            self.walk(&dry, &reporter, &counters, 0, |w| {
+            self.walk(&dry, &reporter, &counters, 0, batch, |w| {
                 body(w, &src, dst.as_ref())
             });
             Some(dry.actions.load(Ordering::Relaxed))
@@ -278,33 +331,44 @@ impl Engine {
                 plan: self.opts.plan,
                 copy: self.opts.copy,
                 stop: &self.stop,
+                snapshot: batch.map(|b| &b.snapshot),
+                defer: self.opts.defer,
             };
-            self.walk(&applier, &reporter, &counters, self.opts.workers, |w| {
-                body(w, &src, dst.as_ref())
-            });
+            self.walk(
+                &applier,
+                &reporter,
+                &counters,
+                self.opts.workers,
+                batch,
+                |w| body(w, &src, dst.as_ref()),
+            );
             None
         };
-        if let Ok(mut c) = self.current.lock() {
+        if batch.is_none()
+            && let Ok(mut c) = self.current.lock()
+        {
             *c = None;
         }
         if self.stop.load(Ordering::Relaxed) {
             return Err(PassError::Stopped);
         }
-        let summary = counters.summary();
-        reporter.summary(&summary, started.elapsed());
+        let report = counters.report();
+        reporter.summary(&report.summary, started.elapsed());
         if let Some(n) = dry_actions {
             info!(self.log, "dry run: {} actions listed, nothing changed", n;
                 "action" => "dry-run", "actions" => n);
         }
-        Ok(summary)
+        Ok(report)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         sink: &dyn Sink,
         reporter: &Reporter,
         counters: &Counters,
         workers: usize,
+        batch: Option<&Batch>,
         body: impl FnOnce(&mut Walk<'_>),
     ) {
         let ctx = || Ctx {
@@ -329,6 +393,8 @@ impl Engine {
                 ctx: ctx(),
                 jobs,
                 stack: Vec::new(),
+                batch,
+                moved: Vec::new(),
             };
             body(&mut walk);
             // Dropping the sender ends the workers once the queue is empty; the scope joins.
@@ -387,7 +453,13 @@ impl Walk<'_> {
     /// whole: files made in it before its watch existed have no events).
     fn dir(&mut self, state: Arc<DirState>, mut src: Listing, mut dst: Listing, deep: bool) {
         self.exclude(&state.rel, &mut src, &mut dst);
+        self.overlay(&state.rel, &mut dst);
         let c = &self.ctx;
+        if self.batch.is_some()
+            && let Ok(mut compared) = c.counters.compared.lock()
+        {
+            compared.push(state.rel.clone());
+        }
         c.counters
             .scanned
             .fetch_add(src.entries.len() as u64, Ordering::Relaxed);
@@ -439,10 +511,13 @@ impl Walk<'_> {
         for e in src.entries.iter().rev() {
             if e.kind == Kind::Dir && !failed.contains(&&e.name) {
                 let fresh = made.contains(&&e.name);
+                let queued_deep = self
+                    .batch
+                    .is_some_and(|b| b.deep.contains(&state.rel.join(&e.name)));
                 self.stack.push(Task {
                     parent: Arc::clone(&state),
                     fresh,
-                    scan: deep || fresh,
+                    scan: deep || fresh || queued_deep,
                     name: e.name.clone(),
                 });
             }
@@ -480,8 +555,14 @@ impl Walk<'_> {
                 let dst = match &task.parent.dst {
                     Some(parent) => match open_child_dir(parent, &task.name) {
                         Ok(d) => Some(d),
-                        // Only a dry run gets here: the directory was not really made.
-                        Err(e) if task.fresh && e.kind() == io::ErrorKind::NotFound => None,
+                        // Only a dry run gets here: the directory was not really made (or
+                        // not really renamed there).
+                        Err(e)
+                            if e.kind() == io::ErrorKind::NotFound
+                                && (task.fresh || !self.sink.writes()) =>
+                        {
+                            None
+                        }
                         Err(e) => return Err(("open replica dir", e)),
                     },
                     None => None,
@@ -514,13 +595,14 @@ impl Walk<'_> {
         }
     }
 
-    /// Sync one SRC-relative path: find the deepest directory that exists on both sides on
-    /// the way to it, then plan the one name below it (and its subtree, if `deep` or if that
-    /// directory had to be created). The root itself only gets its metadata checked: a deep
-    /// change of the root is a full pass.
-    fn path(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path, deep: bool) {
+    /// Compare one SRC-relative directory with its replica: both listings, planned and
+    /// applied as in a full pass; subdirectories get their own metadata checked, and new ones
+    /// (or ones the batch walks whole) are walked. Where the directory is missing on either
+    /// side, the deepest ancestor present on both is compared instead: what is missing is then
+    /// created whole or removed from there.
+    fn compare(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path) {
         let comps = components(rel);
-        let mut depth = comps.len().saturating_sub(1);
+        let mut depth = comps.len();
         let (src, dst) = loop {
             let p: PathBuf = comps[..depth].iter().collect();
             match (
@@ -536,78 +618,71 @@ impl Walk<'_> {
             }
         };
         let base: PathBuf = comps[..depth].iter().collect();
-        let Some(name) = comps.get(depth) else {
-            // The root: its metadata only.
-            release(self.sink, &new_state(src, Some(dst), base, false));
+        let lists = (|| {
+            let s = scan_dir(&src).map_err(|e| ("scan", e))?;
+            let d = scan_dir(&dst).map_err(|e| ("scan replica", e))?;
+            Ok::<_, (&'static str, io::Error)>((s, d))
+        })();
+        match lists {
+            Ok((sl, dl)) => self.dir(new_state(src, Some(dst), base, false), sl, dl, false),
+            Err((what, e)) => self.fault(what, &base, &e),
+        }
+    }
+
+    /// Mirror a rename seen in SRC as a rename in REPLICA when the plan says the replica
+    /// entry under the old name is what SRC now holds under the new one (no recopy). If not,
+    /// or if the rename fails, nothing happens here: comparing both directories, which the
+    /// batch does next, copies and removes what it must.
+    fn rename(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, from: &Path, to: &Path) {
+        let ex = self.ctx.excludes;
+        let (Some((from_dir, from_name)), Some((to_dir, to_name))) = (split(from), split(to))
+        else {
             return;
         };
-        // An ancestor was missing on one side: the whole subtree from there on is new.
-        let deep = deep || depth + 1 < comps.len();
-        let mut src_list = Listing::default();
-        match stat_entry(&src, name) {
-            Ok(e) => src_list.entries.extend(e),
-            Err(e) => src_list.errors.push((name.to_os_string(), e)),
+        let found = (|| {
+            let src_dir = open_dir_beneath(src_root, &to_dir).ok()?;
+            let now = stat_entry(&src_dir, to_name).ok()??;
+            let is_dir = now.kind == Kind::Dir;
+            if ex.excludes(from, is_dir) || ex.excludes(to, is_dir) {
+                return None;
+            }
+            let dst_from = open_dir_beneath(dst_root, &from_dir).ok()?;
+            let dst_to = open_dir_beneath(dst_root, &to_dir).ok()?;
+            let old = stat_entry(&dst_from, from_name).ok()??;
+            rename_matches(&old, &now).then_some((dst_from, dst_to, old))
+        })();
+        let Some((dst_from, dst_to, old)) = found else {
+            return;
+        };
+        let done = self.sink.rename(
+            (dst_from.as_fd(), from_name),
+            (dst_to.as_fd(), to_name),
+            (from, to),
+            old.kind,
+        );
+        if done && !self.sink.writes() {
+            self.moved.push((from.to_path_buf(), to.to_path_buf(), old));
         }
-        let mut dst_list = Listing::default();
-        match stat_entry(&dst, name) {
-            Ok(e) => dst_list.entries.extend(e),
-            Err(e) => {
-                self.fault("stat replica", &base.join(name), &e);
-                return;
+    }
+
+    /// Read a replica listing as if the renames a non-writing sink counted had happened.
+    fn overlay(&self, rel: &Path, dst: &mut Listing) {
+        for (from, to, entry) in &self.moved {
+            if let Some((dir, name)) = split(from)
+                && dir == rel
+            {
+                dst.entries.retain(|e| e.name != name);
+            }
+            if let Some((dir, name)) = split(to)
+                && dir == rel
+            {
+                dst.entries.retain(|e| e.name != name);
+                let mut e = entry.clone();
+                e.name = name.to_os_string();
+                let at = dst.entries.partition_point(|x| x.name < e.name);
+                dst.entries.insert(at, e);
             }
         }
-        self.dir(
-            new_state(src, Some(dst), base, true),
-            src_list,
-            dst_list,
-            deep,
-        );
-    }
-
-    /// Mirror a rename seen in SRC as a rename in REPLICA, when the replica entry under the
-    /// old name still matches what SRC now holds under the new one (no recopy). Otherwise, or
-    /// if the rename fails, fall back to syncing both paths: copy + delete.
-    fn rename(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, from: &Path, to: &Path) {
-        let renamed = self.try_rename(src_root, dst_root, from, to);
-        // Then fix both parents' metadata, and re-verify a renamed directory's subtree (its
-        // children's own events may have named the old path).
-        self.path(src_root, dst_root, from, false);
-        self.path(src_root, dst_root, to, renamed != Some(Kind::File));
-    }
-
-    fn try_rename(
-        &mut self,
-        src_root: &OwnedFd,
-        dst_root: &OwnedFd,
-        from: &Path,
-        to: &Path,
-    ) -> Option<Kind> {
-        let ex = self.ctx.excludes;
-        if ex.excludes(from, false) || ex.excludes(to, false) {
-            return None;
-        }
-        let (from_dir, from_name) = split(from)?;
-        let (to_dir, to_name) = split(to)?;
-        let src_dir = open_dir_beneath(src_root, &to_dir).ok()?;
-        let now = stat_entry(&src_dir, to_name).ok()??;
-        let dst_from_dir = open_dir_beneath(dst_root, &from_dir).ok()?;
-        let dst_to_dir = open_dir_beneath(dst_root, &to_dir).ok()?;
-        let old = stat_entry(&dst_from_dir, from_name).ok()??;
-        let matches = old.kind == now.kind
-            && match old.kind {
-                Kind::File => old.size == now.size && old.mtime == now.mtime,
-                Kind::Symlink => old.target == now.target,
-                Kind::Dir => !ex.excludes(to, true) && !ex.excludes(from, true),
-                Kind::Special => false,
-            };
-        if !matches {
-            return None;
-        }
-        let froms = (dst_from_dir.as_fd(), from_name);
-        let tos = (dst_to_dir.as_fd(), to_name);
-        self.sink
-            .rename(froms, tos, (from, to), old.kind)
-            .then_some(old.kind)
     }
 }
 
@@ -625,15 +700,6 @@ fn split(rel: &Path) -> Option<(PathBuf, &OsStr)> {
     let comps = components(rel);
     let (name, parent) = comps.split_last()?;
     Some((parent.iter().collect(), name))
-}
-
-/// A batch of SRC-relative changes from the watcher.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Batch {
-    /// (from, to), in the order they happened.
-    pub renames: Vec<(PathBuf, PathBuf)>,
-    /// Paths to bring up to date; `true` to include the whole subtree.
-    pub paths: Vec<(PathBuf, bool)>,
 }
 
 fn new_state(src: OwnedFd, dst: Option<OwnedFd>, rel: PathBuf, touched: bool) -> Arc<DirState> {

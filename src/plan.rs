@@ -268,6 +268,21 @@ pub fn dir_meta(src: &Entry, rep: &Entry, opts: PlanOptions) -> MetaFix {
     meta_fix(src, rep, opts, true)
 }
 
+/// Can a rename seen in SRC be mirrored by renaming the replica entry? Only when the entry
+/// the replica holds under the old name is what SRC now holds under the new one, so nothing
+/// needs copying: same kind, and for a file the same size and mtime, for a symlink the same
+/// target. A directory qualifies on its kind alone: the batch compares its contents anyway.
+/// Anything else is mirrored as what it is on disk: a copy and a removal.
+pub fn rename_matches(old: &Entry, now: &Entry) -> bool {
+    old.kind == now.kind
+        && match old.kind {
+            Kind::File => old.size == now.size && old.mtime == now.mtime,
+            Kind::Symlink => old.target == now.target,
+            Kind::Dir => true,
+            Kind::Special => false,
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +475,25 @@ mod tests {
         let acts = plan(&[e("fifo", Kind::Special)], &[e("fifo", Kind::File)]);
         assert_eq!(acts.len(), 2);
         assert!(matches!(acts[1], Action::SkipSpecial { .. }));
+    }
+
+    #[test]
+    fn a_rename_is_mirrored_only_when_nothing_needs_copying() {
+        let mut old = Entry::new("a", Kind::File);
+        old.size = 3;
+        let mut now = old.clone();
+        now.name = "b".into();
+        assert!(rename_matches(&old, &now));
+        now.size = 4;
+        assert!(!rename_matches(&old, &now));
+        let d = Entry::new("d", Kind::Dir);
+        assert!(rename_matches(&d, &Entry::new("e", Kind::Dir)));
+        assert!(!rename_matches(&d, &Entry::new("e", Kind::File)));
+        let mut l = Entry::new("l", Kind::Symlink);
+        l.target = Some("x".into());
+        let mut m = l.clone();
+        assert!(rename_matches(&l, &m));
+        m.target = Some("y".into());
+        assert!(!rename_matches(&l, &m));
     }
 }

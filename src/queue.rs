@@ -1,58 +1,157 @@
-//! The incremental sync queue: watcher changes coalesced into one batch.
+//! The incremental sync queue: the places watcher events said to look, gathered into one
+//! batch.
 //!
-//! Duplicates merge, a path under a directory already queued for a deep sync is dropped, and
-//! anything that asks for a full pass makes the rest moot. Pure data: tested without a disk.
+//! It only ever grows a set of directories to compare (and entries to walk whole), so nothing
+//! an event pointed at is lost by merging. Raw events arrive in kernel order, which lets a
+//! rename carry what was queued under its old name to its new name: a change made inside a
+//! directory before it was renamed is looked for where it is now. Anything that asks for a full
+//! pass makes the rest moot. Pure data: tested without a disk.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::pass::Batch;
+use crate::watch::Hint;
+
+/// What one batch brings up to date. Every directory in `dirs` is compared with its replica
+/// (both listings, so whatever happened in it is found); `renames` are tried first, as an
+/// optimisation, in the order they happened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// (from, to), SRC-relative, in the order they happened.
+    pub renames: Vec<(PathBuf, PathBuf)>,
+    /// SRC-relative directories to compare, parents before children.
+    pub dirs: BTreeSet<PathBuf>,
+    /// Entries walked whole when their directory is compared (created or moved-in
+    /// directories: files made in them before their watch existed have no events).
+    pub deep: BTreeSet<PathBuf>,
+    /// Files that may be copied as a snapshot while their writer keeps them open (they have
+    /// waited a whole interval for their writes to pause).
+    pub snapshot: BTreeSet<PathBuf>,
+}
+
+impl Batch {
+    /// Is `dir` walked as part of a deep entry whose parent directory this batch compares
+    /// anyway? Then comparing it again on its own is redundant.
+    pub fn covered(&self, dir: &Path) -> bool {
+        dir.ancestors().any(|a| {
+            self.deep.contains(a) && a.parent().is_some_and(|p| self.dirs.contains(p))
+        })
+    }
+
+}
 
 #[derive(Debug, Default)]
 pub struct Queue {
-    /// path -> deep (the whole subtree)
-    paths: BTreeMap<PathBuf, bool>,
-    renames: Vec<(PathBuf, PathBuf)>,
+    batch: Batch,
     /// Why a full pass is needed, if it is.
     full: Option<String>,
+    /// SRC itself must be checked before anything is mirrored.
+    check_source: bool,
+    /// The entry the last `MovedTo` made deep, if it was not deep already: the matching
+    /// `Rename` (which follows at once) makes it a rename instead of a new tree.
+    moved_to: Option<PathBuf>,
+}
+
+/// What the queue holds when it is taken.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Work {
+    Full(String),
+    Batch(Batch),
+}
+
+fn parent(rel: &Path) -> PathBuf {
+    rel.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// `p` with its prefix `from` replaced by `to`, if `p` is `from` or below it.
+fn moved(p: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
+    p.strip_prefix(from).ok().map(|rest| {
+        if rest.as_os_str().is_empty() {
+            to.to_path_buf()
+        } else {
+            to.join(rest)
+        }
+    })
+}
+
+fn rewrite(set: &mut BTreeSet<PathBuf>, from: &Path, to: &Path) {
+    let under: Vec<PathBuf> = set
+        .range(from.to_path_buf()..)
+        .take_while(|p| p.starts_with(from))
+        .cloned()
+        .collect();
+    for p in under {
+        set.remove(&p);
+        if let Some(n) = moved(&p, from, to) {
+            set.insert(n);
+        }
+    }
 }
 
 impl Queue {
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty() && self.renames.is_empty() && self.full.is_none()
+        self.full.is_none() && !self.check_source && self.batch == Batch::default()
     }
 
-    /// Queue a SRC-relative path; `deep` to include its whole subtree.
-    pub fn path(&mut self, rel: PathBuf, deep: bool) {
+    /// Add what one event asks for.
+    pub fn add(&mut self, hint: Hint) {
+        let moved_to = self.moved_to.take();
+        match hint {
+            Hint::Dir(d) => self.dir(d),
+            Hint::Tree(p) => self.tree(p),
+            Hint::MovedTo(p) => {
+                self.dir(parent(&p));
+                if self.full.is_none() && self.batch.deep.insert(p.clone()) {
+                    self.moved_to = Some(p);
+                }
+            }
+            Hint::Rename(f, t) => self.rename(f, t, moved_to),
+            Hint::Full(why) => self.full_pass(why),
+            Hint::CheckSource => self.check_source = true,
+        }
+    }
+
+    /// Compare this directory's listing with its replica.
+    pub fn dir(&mut self, rel: PathBuf) {
+        if self.full.is_none() {
+            self.batch.dirs.insert(rel);
+        }
+    }
+
+    /// Walk this entry whole (its parent directory is compared too).
+    pub fn tree(&mut self, rel: PathBuf) {
+        if self.full.is_none() {
+            self.batch.dirs.insert(parent(&rel));
+            self.batch.deep.insert(rel);
+        }
+    }
+
+    /// A file that has waited long enough may be copied as a snapshot.
+    pub fn snapshot(&mut self, rel: PathBuf) {
+        if self.full.is_none() {
+            self.batch.dirs.insert(parent(&rel));
+            self.batch.snapshot.insert(rel);
+        }
+    }
+
+    fn rename(&mut self, from: PathBuf, to: PathBuf, moved_to: Option<PathBuf>) {
         if self.full.is_some() {
             return;
         }
-        if rel.as_os_str().is_empty() && deep {
-            self.full_pass("change at the source root");
-            return;
+        if moved_to.as_ref() == Some(&to) {
+            // Not a tree that appeared from outside: its contents are those of `from`.
+            self.batch.deep.remove(&to);
         }
-        if self.covered(&rel) {
-            return;
-        }
-        if deep {
-            let under: Vec<PathBuf> = self
-                .paths
-                .range(rel.clone()..)
-                .take_while(|(p, _)| p.starts_with(&rel))
-                .filter(|(p, _)| **p != rel)
-                .map(|(p, _)| p.clone())
-                .collect();
-            for p in under {
-                self.paths.remove(&p);
-            }
-        }
-        let e = self.paths.entry(rel).or_insert(false);
-        *e |= deep;
-    }
-
-    pub fn rename(&mut self, from: PathBuf, to: PathBuf) {
-        if self.full.is_none() {
-            self.renames.push((from, to));
+        // What was queued under the old name happened to what is now under the new one.
+        rewrite(&mut self.batch.dirs, &from, &to);
+        rewrite(&mut self.batch.deep, &from, &to);
+        rewrite(&mut self.batch.snapshot, &from, &to);
+        self.batch.dirs.insert(parent(&from));
+        self.batch.dirs.insert(parent(&to));
+        match self.batch.renames.last_mut() {
+            // a -> b then b -> c is a -> c.
+            Some((_, last_to)) if *last_to == from => *last_to = to,
+            _ => self.batch.renames.push((from, to)),
         }
     }
 
@@ -60,15 +159,13 @@ impl Queue {
         if self.full.is_none() {
             self.full = Some(why.to_owned());
         }
-        self.paths.clear();
-        self.renames.clear();
+        self.batch = Batch::default();
+        self.moved_to = None;
     }
 
-    /// Is `rel` inside a directory already queued for a deep sync?
-    fn covered(&self, rel: &Path) -> bool {
-        rel.ancestors()
-            .skip(1)
-            .any(|a| self.paths.get(a).copied().unwrap_or(false))
+    /// Was SRC itself named by an event (removed, moved, unmounted)? Clears the flag.
+    pub fn take_check_source(&mut self) -> bool {
+        std::mem::take(&mut self.check_source)
     }
 
     /// Take everything queued: either a reason for a full pass, or a batch.
@@ -76,18 +173,9 @@ impl Queue {
         let q = std::mem::take(self);
         match q.full {
             Some(why) => Work::Full(why),
-            None => Work::Batch(Batch {
-                renames: q.renames,
-                paths: q.paths.into_iter().collect(),
-            }),
+            None => Work::Batch(q.batch),
         }
     }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum Work {
-    Full(String),
-    Batch(Batch),
 }
 
 #[cfg(test)]
@@ -101,68 +189,98 @@ mod tests {
         }
     }
 
+    fn set(items: &[&str]) -> BTreeSet<PathBuf> {
+        items.iter().map(PathBuf::from).collect()
+    }
+
     #[test]
-    fn duplicates_merge_and_deep_wins() {
+    fn directories_merge() {
         let mut q = Queue::default();
-        q.path("a/f".into(), false);
-        q.path("a/f".into(), false);
-        q.path("a/d".into(), false);
-        q.path("a/d".into(), true);
-        assert_eq!(
-            batch(&mut q).paths,
-            vec![("a/d".into(), true), ("a/f".into(), false)]
-        );
+        q.add(Hint::Dir("a".into()));
+        q.add(Hint::Dir("a".into()));
+        q.add(Hint::Tree("a/new".into()));
+        let b = batch(&mut q);
+        assert_eq!(b.dirs, set(&["a"]));
+        assert_eq!(b.deep, set(&["a/new"]));
         assert!(q.is_empty());
     }
 
     #[test]
-    fn paths_under_a_deep_dir_collapse() {
+    fn a_paired_move_is_a_rename_not_a_new_tree() {
         let mut q = Queue::default();
-        q.path("a/b/c".into(), false);
-        q.path("a-b".into(), false);
-        q.path("a/b/d/e".into(), true);
-        q.path("a".into(), true);
-        q.path("a/x".into(), false);
-        assert_eq!(
-            batch(&mut q).paths,
-            vec![("a".into(), true), ("a-b".into(), false)]
-        );
+        q.add(Hint::Dir("".into()));
+        q.add(Hint::MovedTo("b".into()));
+        q.add(Hint::Rename("a".into(), "b".into()));
+        let b = batch(&mut q);
+        assert!(b.deep.is_empty());
+        assert_eq!(b.renames, vec![("a".into(), "b".into())]);
+        assert_eq!(b.dirs, set(&[""]));
     }
 
     #[test]
-    fn shallow_dirs_keep_their_children() {
+    fn an_unpaired_move_in_stays_a_tree() {
         let mut q = Queue::default();
-        q.path("a".into(), false);
-        q.path("a/f".into(), false);
-        assert_eq!(batch(&mut q).paths.len(), 2);
+        q.add(Hint::MovedTo("b".into()));
+        q.add(Hint::Dir("x".into()));
+        q.add(Hint::Rename("a".into(), "b".into()));
+        assert_eq!(batch(&mut q).deep, set(&["b"]));
+    }
+
+    #[test]
+    fn what_was_queued_under_a_renamed_dir_follows_it() {
+        let mut q = Queue::default();
+        q.add(Hint::Dir("d/sub".into()));
+        q.add(Hint::Tree("d/new".into()));
+        q.add(Hint::Dir("dd".into()));
+        q.add(Hint::Rename("d".into(), "e".into()));
+        let b = batch(&mut q);
+        assert_eq!(b.dirs, set(&["", "dd", "e", "e/sub"]));
+        assert_eq!(b.deep, set(&["e/new"]));
+    }
+
+    #[test]
+    fn rename_chains_compose() {
+        let mut q = Queue::default();
+        q.add(Hint::Rename("a".into(), "b".into()));
+        q.add(Hint::Rename("b".into(), "c".into()));
+        q.add(Hint::Rename("x".into(), "y".into()));
+        assert_eq!(
+            batch(&mut q).renames,
+            vec![("a".into(), "c".into()), ("x".into(), "y".into())]
+        );
     }
 
     #[test]
     fn full_pass_swallows_everything() {
         let mut q = Queue::default();
-        q.path("a".into(), false);
-        q.rename("x".into(), "y".into());
+        q.add(Hint::Dir("a".into()));
+        q.add(Hint::Rename("x".into(), "y".into()));
         q.full_pass("overflow");
-        q.path("b".into(), true);
+        q.add(Hint::Tree("b".into()));
         assert_eq!(q.take(), Work::Full("overflow".into()));
         assert!(q.is_empty());
     }
 
     #[test]
-    fn a_deep_root_is_a_full_pass() {
+    fn the_source_check_is_taken_once() {
         let mut q = Queue::default();
-        q.path(PathBuf::new(), true);
-        assert!(matches!(q.take(), Work::Full(_)));
+        q.add(Hint::CheckSource);
+        assert!(!q.is_empty());
+        assert!(q.take_check_source());
+        assert!(!q.take_check_source());
+        assert!(q.is_empty());
     }
 
     #[test]
-    fn renames_keep_their_order() {
+    fn dirs_inside_a_tree_walked_from_its_parent_are_covered() {
         let mut q = Queue::default();
-        q.rename("a".into(), "b".into());
-        q.rename("b".into(), "c".into());
-        assert_eq!(
-            batch(&mut q).renames,
-            vec![("a".into(), "b".into()), ("b".into(), "c".into())]
-        );
+        q.add(Hint::Tree("a/new".into()));
+        q.add(Hint::Dir("a/new/x".into()));
+        q.add(Hint::Dir("b".into()));
+        let b = batch(&mut q);
+        assert!(b.covered(Path::new("a/new/x")));
+        assert!(b.covered(Path::new("a/new")));
+        assert!(!b.covered(Path::new("a")));
+        assert!(!b.covered(Path::new("b")));
     }
 }

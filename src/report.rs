@@ -2,7 +2,8 @@
 //! that turns an action or a fault into a structured log record.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -43,6 +44,13 @@ pub struct Counters {
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
     pub skipped: AtomicU64,
+    /// Entries that could not be mirrored, with why: known not mirrored until a later pass
+    /// or batch compares their directory again.
+    pub failed: Mutex<Vec<(PathBuf, String)>>,
+    /// Files whose copy saw them being written: to be tried again once writes pause.
+    pub deferred: Mutex<Vec<PathBuf>>,
+    /// Directories whose two listings were compared (recorded for batches only).
+    pub compared: Mutex<Vec<PathBuf>>,
 }
 
 /// A snapshot of [`Counters`] at the end of a pass.
@@ -95,6 +103,36 @@ impl Counters {
             skipped: g(&self.skipped),
         }
     }
+
+    /// Everything a finished pass or batch tells the run loop.
+    pub fn report(&self) -> PassReport {
+        let take = |m: &Mutex<Vec<PathBuf>>| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()));
+        PassReport {
+            summary: self.summary(),
+            failed: std::mem::take(&mut *self.failed.lock().unwrap_or_else(|e| e.into_inner())),
+            deferred: take(&self.deferred),
+            compared: take(&self.compared),
+        }
+    }
+
+    fn fail(&self, path: &Path, why: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut f) = self.failed.lock() {
+            f.push((path.to_path_buf(), why));
+        }
+    }
+}
+
+/// What a finished pass or batch did, and what it left not mirrored.
+#[derive(Clone, Debug, Default)]
+pub struct PassReport {
+    pub summary: Summary,
+    /// SRC-relative paths that failed, with the error.
+    pub failed: Vec<(PathBuf, String)>,
+    /// SRC-relative files deferred because they were being written.
+    pub deferred: Vec<PathBuf>,
+    /// SRC-relative directories whose listings were compared (batches only).
+    pub compared: Vec<PathBuf>,
 }
 
 /// Logs actions and faults with their paths and counts them.
@@ -129,7 +167,7 @@ impl Reporter {
 
     /// A per-entry fault: logged with its path and errno, counted, and the pass goes on.
     pub fn fault(&self, counters: &Counters, action: &'static str, path: &Path, err: &io::Error) {
-        counters.errors.fetch_add(1, Ordering::Relaxed);
+        counters.fail(path, format!("{action}: {err}"));
         let path = shown(path);
         error!(self.log, "{} failed: {}: {}", action, path.display(), err;
             "action" => action, "path" => %path.display(), "error" => %err,
@@ -147,9 +185,20 @@ impl Reporter {
 
     /// A fault that is not an I/O error (a file that kept changing, a vanished source).
     pub fn fault_msg(&self, counters: &Counters, action: &'static str, path: &Path, msg: &str) {
-        counters.errors.fetch_add(1, Ordering::Relaxed);
+        counters.fail(path, format!("{action}: {msg}"));
         warn!(self.log, "{} skipped: {}: {}", action, path.display(), msg;
             "action" => action, "path" => %path.display(), "error" => msg,
+            "trigger" => self.trigger.as_str());
+    }
+
+    /// A copy that saw its source being written: not a fault, it is tried again once the
+    /// writes pause (live mode).
+    pub fn deferred(&self, counters: &Counters, path: &Path, why: &str) {
+        if let Ok(mut d) = counters.deferred.lock() {
+            d.push(path.to_path_buf());
+        }
+        slog::debug!(self.log, "copy deferred: {}: {}", shown(path).display(), why;
+            "action" => "defer", "path" => %shown(path).display(), "reason" => why,
             "trigger" => self.trigger.as_str());
     }
 

@@ -6,55 +6,33 @@ use std::sync::{Arc, Mutex};
 use slog::{Logger, error, info, warn};
 
 use crate::config::Config;
-use crate::copy::CopyOptions;
 use crate::exit::Outcome;
-use crate::pass::{Engine, PassError, SyncOptions};
-use crate::plan::PlanOptions;
-use crate::report::{Summary, Trigger};
-
-/// Build the engine for a configuration.
-pub fn engine(config: &Config, log: &Logger, stop: Arc<AtomicBool>) -> Engine {
-    let owner = rustix::process::geteuid().is_root();
-    Engine {
-        source: config.source.clone(),
-        replica: config.replica.clone(),
-        opts: SyncOptions {
-            plan: PlanOptions {
-                checksum: config.checksum,
-                owner,
-            },
-            copy: CopyOptions {
-                owner,
-                fsync: config.fsync,
-            },
-            workers: config.workers,
-            allow_empty_source: config.allow_empty_source,
-            excludes: config.excludes.clone(),
-            dry_run: config.dry_run,
-            max_delete: config.max_delete,
-        },
-        log: log.clone(),
-        stop,
-        out: std::sync::Mutex::new(Box::new(std::io::stdout())),
-        current: std::sync::Mutex::new(None),
-    }
-}
+use crate::live::Msg;
+use crate::pass::{Engine, PassError};
+use crate::report::Trigger;
 
 /// Run replwatch as configured and say how it ended.
 ///
 /// Ctrl-C, SIGTERM and SIGHUP set the stop flag (a copy in flight is abandoned and its temp
 /// file removed) and wake the live loop. `--once` interrupted that way exits "partial": the
-/// pass did not finish. Live mode exits 0: stopping is what it was asked to do.
+/// pass did not finish. Live mode, stopped by a signal or at the end of `--duration`, exits 0
+/// when the replica is known complete and "partial" while any entry is known not mirrored.
 pub fn run(config: &Config, log: &Logger) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
-    let engine = engine(config, log, Arc::clone(&stop));
+    let engine = match Engine::new(config, log, Arc::clone(&stop)) {
+        Ok(e) => e,
+        Err(e) => {
+            error!(log, "{}", e);
+            return Outcome::of_pass_error(&e);
+        }
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     let signal_tx = Mutex::new(tx.clone());
     let flag = Arc::clone(&stop);
     if let Err(e) = ctrlc::set_handler(move || {
         flag.store(true, Ordering::Relaxed);
         if let Ok(tx) = signal_tx.lock() {
-            let _ = tx.send(crate::live::Msg::Stop);
+            let _ = tx.send(Msg::Stop);
         }
     }) {
         warn!(log, "cannot handle Ctrl-C/SIGTERM: {}", e);
@@ -75,34 +53,27 @@ pub fn run(config: &Config, log: &Logger) -> Outcome {
             )
         });
         if config.once {
-            return match engine.full_pass(Trigger::Initial) {
-                Err(PassError::Stopped) => {
-                    warn!(log, "stopped before the pass finished");
-                    Outcome::Partial
-                }
-                result => pass_outcome(log, result),
-            };
+            return once(&engine, log);
         }
         crate::live::run(config, &engine, log, tx, rx)
     })
 }
 
-/// What a pass's result means for the exit status.
-pub fn pass_outcome(log: &Logger, result: Result<Summary, PassError>) -> Outcome {
-    match result {
-        Ok(s) if s.errors == 0 => Outcome::Success,
-        Ok(s) => {
-            warn!(log, "pass finished with {} errors", s.errors; "errors" => s.errors);
+/// `--once`: one full pass.
+fn once(engine: &Engine, log: &Logger) -> Outcome {
+    match engine.full_pass(Trigger::Initial) {
+        Ok(r) if r.summary.errors == 0 => Outcome::Success,
+        Ok(r) => {
+            warn!(log, "pass finished with {} errors", r.summary.errors; "errors" => r.summary.errors);
             Outcome::Partial
         }
-        Err(PassError::Stopped) => Outcome::Success,
-        Err(e @ (PassError::EmptySource | PassError::TooManyDeletes { .. })) => {
-            error!(log, "{}", e);
+        Err(PassError::Stopped) => {
+            warn!(log, "stopped before the pass finished");
             Outcome::Partial
         }
         Err(e) => {
             error!(log, "{}", e);
-            Outcome::Fatal
+            Outcome::of_pass_error(&e)
         }
     }
 }

@@ -27,6 +27,11 @@ pub struct Target<'a> {
 }
 
 pub trait Sink: Sync {
+    /// Does this sink change the disk? A dry run and the look-ahead do not: the walk then
+    /// reads the replica as if their renames had happened.
+    fn writes(&self) -> bool {
+        true
+    }
     /// About to change entries in `dir`.
     fn prepare_dir(&self, dir: Target<'_>);
     /// Carry out (or report) one planned action in `dir`.
@@ -152,6 +157,10 @@ fn count_tree(parent: BorrowedFd<'_>, name: &OsStr) -> u64 {
 }
 
 impl Sink for DryRun<'_> {
+    fn writes(&self) -> bool {
+        false
+    }
+
     fn prepare_dir(&self, _dir: Target<'_>) {}
 
     fn apply(&self, dir: Target<'_>, action: &Action) -> Done {
@@ -207,12 +216,14 @@ impl Sink for DryRun<'_> {
         &self,
         _from: (BorrowedFd<'_>, &OsStr),
         _to: (BorrowedFd<'_>, &OsStr),
-        _paths: (&Path, &Path),
-        _kind: Kind,
+        (from, to): (&Path, &Path),
+        kind: Kind,
     ) -> Done {
-        // Nothing moves in a dry run: the walk then plans both paths as they are on disk,
-        // so a rename is listed as the removal and creation it falls back to.
-        false
+        // Nothing moves: the walk reads the replica as if it had, so the rename is neither a
+        // removal nor a creation here either.
+        let note = format!("renamed from {}", from.display());
+        self.line('>', kind.as_str(), to, &note);
+        true
     }
 }
 

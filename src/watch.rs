@@ -1,135 +1,142 @@
-//! Turning debounced notify events into work for the sync queue.
+//! Turning raw notify events into places to look.
 //!
-//! Events are hints, not facts: each names paths whose current state the queue will look at
-//! (an editor's save-by-rename, a burst of writes and a delete all end the same way). What
-//! the watcher cannot vouch for (a rescan flag after an inotify queue overflow, an error, an
-//! event kind this code does not know) becomes a full pass.
+//! Events are hints, never facts: each one says which directories may now differ between SRC
+//! and REPLICA, and the sync compares those directories' listings as they are when it looks.
+//! So the unit re-checked is the *parent directory* of every path an event names, not the path:
+//! whatever a burst did inside that directory (a rename then a removal, a file created and
+//! deleted again, an exchange) is found by comparing the two listings, and the directory's own
+//! mtime comes along with it.
+//!
+//! The events are taken raw from notify, in kernel order, with no debouncer in between:
+//! notify-debouncer-full summarises a window lossily (a rename followed by a removal of its
+//! target loses the rename's source; a path created and removed inside the window vanishes with
+//! no event for its parent; a removed directory swallows its children's events). Our queue only
+//! ever grows a set of places to look, so nothing is merged away; the debounce is the live
+//! loop's (see `live`).
+//!
+//! The watcher asks the kernel for changes only (create, delete, move, write, attribute,
+//! close-after-write): no open or access events, so reading SRC, ours or anyone's, costs
+//! nothing and cannot overflow the queue. What the watcher cannot vouch for (a queue overflow,
+//! an error, an event kind this code does not know) becomes a full pass.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
-use notify::{Event, EventKind, RecursiveMode};
-use notify_debouncer_full::{
-    DebounceEventResult, Debouncer, FileIdMap, RecommendedCache, new_debouncer_opt,
-};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+use notify::{Event, EventKind, EventKindMask, RecursiveMode, Watcher};
 
 use crate::exclude::Excludes;
-use crate::queue::Queue;
 
 /// Why a full pass follows an inotify queue overflow.
-pub const LOST_EVENTS: &str = "the watcher lost events (rescan requested)";
+pub const LOST_EVENTS: &str = "the watcher lost events (inotify queue overflow, rescan requested)";
 
-/// The inotify queue size a watcher created now gets (`fs.inotify.max_queued_events`).
-pub fn queue_limit() -> u64 {
-    std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(16384)
+/// The kernel-level event mask: every kind of change, no opens and no read-only closes.
+pub fn event_mask() -> EventKindMask {
+    EventKindMask::CORE | EventKindMask::ACCESS_CLOSE
 }
 
-/// Did our own sync overflow the queue? notify watches opens (IN_OPEN), so a pass that
-/// opens about as many directories and files as the queue holds fills it by itself. A
-/// rescan that arrives right after such a pass is its echo: running another full pass for
-/// it would loop forever on a large tree. `work` is the entries the sync scanned plus the
-/// files it copied; `since` is how long ago it ended.
-pub fn is_own_echo(work: u64, since: Duration, limit: u64, debounce: Duration) -> bool {
-    work >= limit && since < debounce * 2 + Duration::from_secs(1)
-}
-
-/// What one event asks of the queue.
+/// What one event asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hint {
-    /// Look at this SRC-relative path again (`deep`: and everything below it).
-    Path(PathBuf, bool),
-    /// Renamed inside SRC.
+    /// Compare this SRC-relative directory's listing with its replica's (shallow).
+    Dir(PathBuf),
+    /// This SRC-relative entry may be a directory that appeared whole (created, moved in):
+    /// walk all of it, since files made in it before its watch existed have no events.
+    Tree(PathBuf),
+    /// Renamed inside SRC (a matched pair). An optimisation only: the directories of both
+    /// ends are always compared too.
     Rename(PathBuf, PathBuf),
+    /// `Tree` from the `To` half of a rename that the next `Rename` may pair.
+    MovedTo(PathBuf),
     /// The watcher cannot say what changed.
     Full(&'static str),
-    /// SRC itself was deleted or moved away.
-    RootGone,
+    /// SRC itself may be gone, moved, replaced or unmounted: check it before anything else.
+    CheckSource,
 }
 
-/// The hints in one event, with paths made relative to `root`. Paths outside the root are
-/// dropped (nothing outside SRC is mirrored).
+fn parent(rel: &Path) -> PathBuf {
+    rel.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The hints in one raw event, with paths made relative to `root`. Paths outside the root
+/// are dropped (nothing outside SRC is mirrored).
 pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
     if event.need_rescan() {
         return vec![Hint::Full(LOST_EVENTS)];
     }
     let rel = |p: &PathBuf| p.strip_prefix(root).ok().map(Path::to_path_buf);
-    let is_root = |p: &PathBuf| p == root;
-    let each = |deep: bool| -> Vec<Hint> {
-        event
-            .paths
-            .iter()
-            .filter_map(rel)
-            .map(|r| Hint::Path(r, deep))
-            .collect()
-    };
-    match event.kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => each(false),
-        EventKind::Access(_) => Vec::new(),
-        EventKind::Create(CreateKind::File) => each(false),
-        EventKind::Create(_) => each(true),
-        EventKind::Remove(_) if event.paths.iter().any(is_root) => vec![Hint::RootGone],
-        EventKind::Remove(_) => each(false),
+    let rels: Vec<PathBuf> = event.paths.iter().filter_map(rel).collect();
+    let dirs = || rels.iter().map(|r| Hint::Dir(parent(r)));
+    let mut out: Vec<Hint> = Vec::new();
+    // The root itself being removed, moved or unmounted is never mirrored: it is checked.
+    let names_root = rels.iter().any(|r| r.as_os_str().is_empty());
+    match &event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => out.extend(dirs()),
+        EventKind::Access(_) => {}
+        EventKind::Create(CreateKind::File) => out.extend(dirs()),
+        EventKind::Create(_) => {
+            out.extend(dirs());
+            out.extend(rels.iter().map(|r| Hint::Tree(r.clone())));
+        }
+        EventKind::Remove(kind) => {
+            if names_root || (*kind == RemoveKind::Other && event.info() == Some("unmount")) {
+                out.push(Hint::CheckSource);
+            }
+            out.extend(dirs());
+            if event.info() == Some("unmount") {
+                // A filesystem mounted below SRC went away: look at what is there now.
+                out.extend(rels.iter().map(|r| Hint::Tree(r.clone())));
+            }
+        }
         EventKind::Modify(ModifyKind::Name(mode)) => {
-            if event.paths.iter().any(is_root) {
-                return vec![Hint::RootGone];
+            if names_root {
+                out.push(Hint::CheckSource);
             }
             match (mode, event.paths.as_slice()) {
-                (RenameMode::Both, [from, to]) => match (rel(from), rel(to)) {
-                    (Some(f), Some(t)) => vec![Hint::Rename(f, t)],
-                    (Some(f), None) => vec![Hint::Path(f, false)],
-                    (None, Some(t)) => vec![Hint::Path(t, true)],
-                    (None, None) => Vec::new(),
-                },
-                // Moved out of SRC: the path is gone, which a shallow sync turns into a delete.
-                (RenameMode::From, _) => each(false),
-                // Moved in (or unpaired): walk it, it may be a whole tree.
-                _ => each(true),
+                (RenameMode::Both, [from, to]) => {
+                    out.extend(dirs());
+                    if let (Some(f), Some(t)) = (rel(from), rel(to)) {
+                        out.push(Hint::Rename(f, t));
+                    }
+                }
+                (RenameMode::From, _) => out.extend(dirs()),
+                (RenameMode::To, _) => {
+                    out.extend(dirs());
+                    out.extend(rels.iter().map(|r| Hint::MovedTo(r.clone())));
+                }
+                _ => {
+                    out.extend(dirs());
+                    out.extend(rels.iter().map(|r| Hint::Tree(r.clone())));
+                }
             }
         }
-        EventKind::Modify(_) => each(false),
+        EventKind::Modify(_) => out.extend(dirs()),
         EventKind::Any | EventKind::Other => {
-            vec![Hint::Full("an event the watcher could not classify")]
+            out.push(Hint::Full("an event the watcher could not classify"))
         }
     }
+    // An event about the root's own metadata: the root is its own "parent directory".
+    out.retain(|h| !matches!(h, Hint::Tree(p) | Hint::MovedTo(p) if p.as_os_str().is_empty()));
+    out
 }
 
-/// Put hints into the queue. Returns true if SRC's root went away.
-pub fn enqueue(hints: Vec<Hint>, queue: &mut Queue) -> bool {
-    let mut root_gone = false;
-    for h in hints {
-        match h {
-            Hint::Path(p, deep) => queue.path(p, deep),
-            Hint::Rename(f, t) => queue.rename(f, t),
-            Hint::Full(why) => queue.full_pass(why),
-            Hint::RootGone => root_gone = true,
-        }
-    }
-    root_gone
-}
-
-/// Drop what concerns excluded paths, before it reaches the queue. A rename across the
-/// boundary becomes what it is for the mirror: leaving the excluded area is a creation,
-/// entering it a removal.
+/// Drop what concerns excluded paths. A directory to compare is kept unless it is itself
+/// excluded (its excluded entries are left out of the comparison by the walk); a rename across
+/// the boundary is what it is for the mirror: leaving the excluded area is a creation,
+/// entering it a removal, both found by comparing the directories.
 pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
     if ex.is_empty() {
         return hints;
     }
-    let out = |p: &Path| ex.excludes(p, false);
+    let out = |p: &Path| !p.as_os_str().is_empty() && ex.excludes(p, true);
+    let out_any = |p: &Path| ex.excludes(p, false) || out(p);
     hints
         .into_iter()
         .filter_map(|h| match h {
-            Hint::Path(p, _) if out(&p) => None,
-            Hint::Rename(f, t) => match (out(&f), out(&t)) {
-                (true, true) => None,
-                (true, false) => Some(Hint::Path(t, true)),
-                (false, true) => Some(Hint::Path(f, false)),
-                (false, false) => Some(Hint::Rename(f, t)),
-            },
+            Hint::Dir(p) if out(&p) => None,
+            Hint::Tree(p) | Hint::MovedTo(p) if out_any(&p) => None,
+            Hint::Rename(f, t) if out_any(&f) || out_any(&t) => None,
             other => Some(other),
         })
         .collect()
@@ -137,9 +144,9 @@ pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
 
 /// A running watcher on SRC; dropping it stops it.
 pub enum Watch {
-    Inotify(Debouncer<notify::RecommendedWatcher, RecommendedCache>),
+    Inotify(notify::RecommendedWatcher),
     /// For network and FUSE filesystems, which deliver no events.
-    Poll(Debouncer<notify::PollWatcher, FileIdMap>),
+    Poll(notify::PollWatcher),
 }
 
 /// How to watch.
@@ -151,56 +158,52 @@ pub enum Backend {
     Poll(Duration),
 }
 
-/// Start watching `root` recursively (never following symlinks: a link to a folder outside
-/// SRC must neither be watched nor spend a watch). Batches arrive every `debounce`.
-pub fn start<F>(
-    root: &Path,
-    debounce: Duration,
-    backend: Backend,
-    handler: F,
-) -> notify::Result<Watch>
-where
-    F: FnMut(DebounceEventResult) + Send + 'static,
-{
-    let config = notify::Config::default().with_follow_symlinks(false);
-    Ok(match backend {
-        Backend::Inotify => {
-            let mut d = new_debouncer_opt::<_, notify::RecommendedWatcher, _>(
-                debounce,
-                None,
-                handler,
-                RecommendedCache::new(),
-                config,
-            )?;
-            d.watch(root, RecursiveMode::Recursive)?;
-            Watch::Inotify(d)
-        }
-        Backend::Poll(every) => {
-            // The file-id cache pairs a poll's remove + create into a rename.
-            let mut d = new_debouncer_opt::<_, notify::PollWatcher, _>(
-                debounce,
-                None,
-                handler,
-                FileIdMap::new(),
-                config.with_poll_interval(every),
-            )?;
-            d.watch(root, RecursiveMode::Recursive)?;
-            Watch::Poll(d)
-        }
-    })
+/// A watcher that runs, and what it could not watch.
+pub struct Started {
+    pub watch: Watch,
+    /// Watching stopped part-way (the watch limit): directories not reached are unwatched.
+    pub partial: Option<notify::Error>,
 }
 
-/// Start a watcher that forwards each batch into a channel.
-pub fn start_to<M: Send + 'static>(
+/// Start watching `root` recursively, never following symlinks (a link to a folder outside
+/// SRC must neither be watched nor spend a watch). Each raw event or error is sent to `tx`
+/// wrapped by `wrap`. A watcher that hit the watch limit part-way is kept: the directories it
+/// did watch still report, and the caller says what is not covered.
+pub fn start<M: Send + 'static>(
     root: &Path,
-    debounce: Duration,
     backend: Backend,
     tx: Sender<M>,
-    wrap: fn(DebounceEventResult) -> M,
-) -> notify::Result<Watch> {
-    start(root, debounce, backend, move |r| {
+    wrap: fn(notify::Result<Event>) -> M,
+) -> notify::Result<Started> {
+    let config = notify::Config::default()
+        .with_follow_symlinks(false)
+        .with_event_kinds(event_mask());
+    let handler = move |r: notify::Result<Event>| {
         let _ = tx.send(wrap(r));
-    })
+    };
+    let (watch, result) = match backend {
+        Backend::Inotify => {
+            let mut w = notify::RecommendedWatcher::new(handler, config)?;
+            let r = w.watch(root, RecursiveMode::Recursive);
+            (Watch::Inotify(w), r)
+        }
+        Backend::Poll(every) => {
+            let mut w = notify::PollWatcher::new(handler, config.with_poll_interval(every))?;
+            let r = w.watch(root, RecursiveMode::Recursive);
+            (Watch::Poll(w), r)
+        }
+    };
+    match result {
+        Ok(()) => Ok(Started {
+            watch,
+            partial: None,
+        }),
+        Err(e) if is_watch_limit(&e) => Ok(Started {
+            watch,
+            partial: Some(e),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// True for the error notify gives when the inotify watch limit is reached.
@@ -217,7 +220,7 @@ changes in some directories will only be mirrored by the periodic full pass. Rai
 #[cfg(test)]
 mod tests {
     use super::*;
-    use notify::event::{DataChange, Flag, MetadataKind, RemoveKind};
+    use notify::event::{DataChange, Flag, MetadataKind};
 
     fn ev(kind: EventKind, paths: &[&str]) -> Event {
         let mut e = Event::new(kind);
@@ -231,56 +234,69 @@ mod tests {
         interpret(&ev(kind, paths), Path::new("/src"))
     }
 
-    fn p(s: &str, deep: bool) -> Hint {
-        Hint::Path(s.into(), deep)
+    fn dir(s: &str) -> Hint {
+        Hint::Dir(s.into())
     }
 
     #[test]
-    fn writes_and_removes_are_shallow() {
+    fn every_change_marks_its_parent_directory() {
         let data = EventKind::Modify(ModifyKind::Data(DataChange::Content));
-        assert_eq!(hints(data, &["/src/a/f"]), vec![p("a/f", false)]);
+        assert_eq!(hints(data, &["/src/a/f"]), vec![dir("a")]);
         let meta = EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions));
-        assert_eq!(hints(meta, &["/src/d"]), vec![p("d", false)]);
+        assert_eq!(hints(meta, &["/src/d"]), vec![dir("")]);
         let rm = EventKind::Remove(RemoveKind::Folder);
-        assert_eq!(hints(rm, &["/src/d"]), vec![p("d", false)]);
+        assert_eq!(hints(rm, &["/src/d/e"]), vec![dir("d")]);
         let close = EventKind::Access(AccessKind::Close(AccessMode::Write));
-        assert_eq!(hints(close, &["/src/f"]), vec![p("f", false)]);
+        assert_eq!(hints(close, &["/src/f"]), vec![dir("")]);
+        let mkf = EventKind::Create(CreateKind::File);
+        assert_eq!(hints(mkf, &["/src/x/f"]), vec![dir("x")]);
+    }
+
+    #[test]
+    fn opens_and_reads_are_nothing() {
         let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
         assert!(hints(open, &["/src/f"]).is_empty());
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        assert!(hints(read, &["/src/f"]).is_empty());
+        let m = event_mask();
+        assert!(!m.intersects(EventKindMask::ACCESS_OPEN));
+        assert!(!m.intersects(EventKindMask::ACCESS_CLOSE_NOWRITE));
+        assert!(m.intersects(EventKindMask::ACCESS_CLOSE));
     }
 
     #[test]
-    fn new_folders_and_moves_in_are_deep() {
+    fn new_folders_and_moves_in_are_walked() {
         let mk = EventKind::Create(CreateKind::Folder);
-        assert_eq!(hints(mk, &["/src/new"]), vec![p("new", true)]);
-        let mkf = EventKind::Create(CreateKind::File);
-        assert_eq!(hints(mkf, &["/src/f"]), vec![p("f", false)]);
+        assert_eq!(
+            hints(mk, &["/src/a/new"]),
+            vec![dir("a"), Hint::Tree("a/new".into())]
+        );
         let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
-        assert_eq!(hints(to, &["/src/in"]), vec![p("in", true)]);
+        assert_eq!(
+            hints(to, &["/src/in"]),
+            vec![dir(""), Hint::MovedTo("in".into())]
+        );
         let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
-        assert_eq!(hints(from, &["/src/out"]), vec![p("out", false)]);
+        assert_eq!(hints(from, &["/src/d/out"]), vec![dir("d")]);
     }
 
     #[test]
-    fn paired_renames_stay_renames() {
+    fn paired_renames_mark_both_directories() {
         let both = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
         assert_eq!(
             hints(both, &["/src/a", "/src/d/b"]),
-            vec![Hint::Rename("a".into(), "d/b".into())]
+            vec![dir(""), dir("d"), Hint::Rename("a".into(), "d/b".into())]
         );
-        assert_eq!(
-            hints(both, &["/src/a", "/elsewhere/b"]),
-            vec![p("a", false)]
-        );
+        assert_eq!(hints(both, &["/src/a", "/elsewhere/b"]), vec![dir("")]);
     }
 
     #[test]
     fn rescans_and_unknown_events_need_a_full_pass() {
         let e = ev(EventKind::Other, &[]).set_flag(Flag::Rescan);
-        assert!(matches!(
-            interpret(&e, Path::new("/src"))[..],
-            [Hint::Full(_)]
-        ));
+        assert_eq!(
+            interpret(&e, Path::new("/src")),
+            vec![Hint::Full(LOST_EVENTS)]
+        );
         assert!(matches!(
             hints(EventKind::Any, &["/src/x"])[..],
             [Hint::Full(_)]
@@ -288,52 +304,42 @@ mod tests {
     }
 
     #[test]
-    fn the_root_going_away_is_reported_not_mirrored() {
+    fn the_root_going_away_is_checked_not_mirrored() {
         let rm = EventKind::Remove(RemoveKind::Folder);
-        assert_eq!(hints(rm, &["/src"]), vec![Hint::RootGone]);
+        assert_eq!(hints(rm, &["/src"]), vec![Hint::CheckSource, dir("")]);
         let mv = EventKind::Modify(ModifyKind::Name(RenameMode::From));
-        assert_eq!(hints(mv, &["/src"]), vec![Hint::RootGone]);
+        assert_eq!(hints(mv, &["/src"]), vec![Hint::CheckSource, dir("")]);
+        let unmount = ev(EventKind::Remove(RemoveKind::Other), &["/src"]).set_info("unmount");
+        assert_eq!(
+            interpret(&unmount, Path::new("/src")),
+            vec![Hint::CheckSource, dir("")]
+        );
+        let below = ev(EventKind::Remove(RemoveKind::Other), &["/src/m"]).set_info("unmount");
+        assert_eq!(
+            interpret(&below, Path::new("/src")),
+            vec![Hint::CheckSource, dir(""), Hint::Tree("m".into())]
+        );
     }
 
     #[test]
     fn excluded_paths_never_reach_the_queue() {
         let ex = Excludes::new(&["*.log".to_string(), "build/".to_string()]).unwrap();
         let hints = vec![
-            p("a.log", false),
-            p("build/x.o", false),
-            p("keep.txt", false),
+            dir("build"),
+            dir("src"),
+            Hint::Tree("a.log".into()),
+            Hint::Tree("build".into()),
+            Hint::Tree("keep".into()),
             Hint::Rename("x.log".into(), "x.txt".into()),
-            Hint::Rename("y.txt".into(), "y.log".into()),
-            Hint::Rename("a.log".into(), "b.log".into()),
+            Hint::Rename("y.txt".into(), "z.txt".into()),
         ];
         assert_eq!(
             drop_excluded(hints, &ex),
-            vec![p("keep.txt", false), p("x.txt", true), p("y.txt", false)]
+            vec![
+                dir("src"),
+                Hint::Tree("keep".into()),
+                Hint::Rename("y.txt".into(), "z.txt".into())
+            ]
         );
-    }
-
-    #[test]
-    fn only_a_big_recent_sync_explains_an_overflow() {
-        let d = Duration::from_millis(200);
-        let just = Duration::from_millis(100);
-        assert!(is_own_echo(20_000, just, 16384, d));
-        assert!(
-            !is_own_echo(100, just, 16384, d),
-            "too little work to overflow"
-        );
-        assert!(
-            !is_own_echo(20_000, Duration::from_secs(5), 16384, d),
-            "too long ago"
-        );
-        assert!(is_own_echo(64, just, 64, d));
-        assert!(!is_own_echo(40, just, 64, d));
-    }
-
-    #[test]
-    fn enqueue_collects_into_the_queue() {
-        let mut q = Queue::default();
-        let gone = enqueue(vec![p("a", true), p("a/b", false), Hint::RootGone], &mut q);
-        assert!(gone);
-        assert!(!q.is_empty());
     }
 }

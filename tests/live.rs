@@ -6,203 +6,23 @@
 //! changes a machine-wide sysctl that every watcher started meanwhile would inherit, and
 //! running the watchers one at a time also keeps the timings honest on a small machine.
 mod support;
+use support::live::*;
 use support::*;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal, kill_process};
-
-/// How long a change may take to reach REPLICA.
-const CONVERGE: Duration = Duration::from_secs(15);
-/// How long the binary may take to do its initial pass and start watching.
-const STARTUP: Duration = Duration::from_secs(20);
-/// How long a matching replica must stay matching to count as converged.
-const SETTLE: Duration = Duration::from_millis(50);
-/// How long a record may take to reach the logfile (it is written by a background thread).
-const LOG_WAIT: Duration = Duration::from_secs(20);
+use rustix::process::Signal;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Taken first thing by every test: one live test at a time.
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A running `replwatch` in live mode; SIGKILLed on drop if still running.
-struct Live {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    log: PathBuf,
-    status: Option<ExitStatus>,
-}
-
-impl Live {
-    /// Live mode with a 50 ms debounce, no reconciliation during the test and a 5 min cap.
-    fn start(env: &Env) -> Live {
-        Live::with(env, "10m", "5m")
-    }
-
-    /// Live mode with the given `--interval` and `--duration`; returns once the initial pass
-    /// is done and the log says it is watching.
-    fn with(env: &Env, interval: &str, duration: &str) -> Live {
-        let root = env.root();
-        let stdout = root.join("live.stdout");
-        let stderr = root.join("live.stderr");
-        let child = env
-            .cmd(&["--debounce", "50ms", "-i", interval, "-d", duration])
-            .stdin(Stdio::null())
-            .stdout(File::create(&stdout).unwrap())
-            .stderr(File::create(&stderr).unwrap())
-            .spawn()
-            .unwrap();
-        let mut live = Live {
-            child,
-            stdout,
-            stderr,
-            log: env.logs.join("replwatch.log"),
-            status: None,
-        };
-        let end = Instant::now() + STARTUP;
-        loop {
-            if live.log_text().contains("watching") {
-                return live;
-            }
-            if live.poll_exit().is_some() {
-                panic!("replwatch exited before watching");
-            }
-            if Instant::now() > end {
-                panic!("replwatch not watching after {STARTUP:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_child(&self.child)
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill_process(self.pid(), sig).unwrap();
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn poll_exit(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().unwrap();
-        }
-        self.status
-    }
-
-    /// The exit status, if the process ends within `deadline`.
-    fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + deadline;
-        loop {
-            if let Some(s) = self.poll_exit() {
-                return Some(s);
-            }
-            if Instant::now() > end {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Poll the logfile until one line contains every one of `parts` (records are written by
-    /// a background thread, a moment after the change they describe); fail otherwise.
-    #[track_caller]
-    fn wait_log(&self, parts: &[&str], deadline: Duration) {
-        let found = || {
-            self.log_text()
-                .lines()
-                .any(|l| parts.iter().all(|p| l.contains(p)))
-        };
-        if !wait_until(deadline, found) {
-            panic!("no log line with all of {parts:?} after {deadline:?}");
-        }
-    }
-
-    /// Everything the process said, for failure messages.
-    fn output(&self) -> String {
-        let read = |p: &Path| fs::read_to_string(p).unwrap_or_default();
-        format!(
-            "exit {:?}\n--- log\n{}\n--- stdout\n{}\n--- stderr\n{}",
-            self.status,
-            self.log_text(),
-            read(&self.stdout),
-            read(&self.stderr)
-        )
-    }
-}
-
-impl Drop for Live {
-    fn drop(&mut self) {
-        if self.poll_exit().is_none() {
-            let _ = kill_process(self.pid(), Signal::KILL);
-            let _ = self.child.wait();
-        }
-        // A failing test shows what the process logged.
-        if std::thread::panicking() {
-            eprintln!("{}", self.output());
-        }
-    }
-}
-
-/// Wait for REPLICA to mirror SRC; on timeout, fail with the differences (and, from
-/// `Live`'s drop, the log).
-#[track_caller]
-fn converge(env: &Env) {
-    converge_within(env, CONVERGE);
-}
-
-/// `wait_mirrored`, made safe against two races of comparing a tree that is being written:
-///
-/// - support's listing unwraps every stat, so it panics when an entry vanishes between
-///   readdir and stat (a temp file renamed into place while a copy finishes); such a look
-///   counts as "not yet";
-/// - a walk is no snapshot: it reads a directory's mtime before its entries, so it can see
-///   the mtime fixed by one operation and the entries left by the next, in flight, and match
-///   for a moment. The trees must match on two looks `SETTLE` apart.
-///
-/// Then the strict check runs once more on what is by now a quiet tree.
-#[track_caller]
-fn converge_within(env: &Env, deadline: Duration) {
-    let diff = || {
-        std::panic::catch_unwind(AssertUnwindSafe(|| tree_diff(&env.src, &env.rep)))
-            .unwrap_or_else(|_| vec!["(the tree changed while it was compared)".into()])
-    };
-    let settled = || {
-        diff().is_empty() && {
-            std::thread::sleep(SETTLE);
-            diff().is_empty()
-        }
-    };
-    if !wait_until(deadline, settled) {
-        panic!(
-            "replica did not converge in {deadline:?}:\n{}",
-            diff().join("\n")
-        );
-    }
-    assert_mirrored(&env.src, &env.rep);
-}
-
-/// An environment with `files` (relative path, contents) in SRC before the run starts.
-fn env_with(files: &[(&str, &[u8])]) -> Env {
-    let env = Env::new();
-    for (p, data) in files {
-        write(env.src.join(p), data);
-    }
-    env
 }
 
 /// Start live mode and check the initial pass mirrored what SRC held.
@@ -616,39 +436,6 @@ fn inotify_overflow_triggers_a_full_pass() {
     converge(&env);
 }
 
-const QUEUED_EVENTS: &str = "/proc/sys/fs/inotify/max_queued_events";
-
-/// A sysctl set for the test and put back on drop, even on panic. A lock file serialises
-/// this across test processes too: two runs interleaving set/restore would otherwise leave
-/// the lowered value behind for the whole machine.
-struct Sysctl {
-    path: &'static str,
-    old: String,
-    _lock: File,
-}
-
-impl Sysctl {
-    fn set(path: &'static str, value: &str) -> std::io::Result<Sysctl> {
-        let lock = File::create(std::env::temp_dir().join("replwatch-test-sysctl.lock"))?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
-        let old = fs::read_to_string(path)?.trim().to_owned();
-        fs::write(path, value)?;
-        Ok(Sysctl {
-            path,
-            old,
-            _lock: lock,
-        })
-    }
-}
-
-impl Drop for Sysctl {
-    fn drop(&mut self) {
-        if let Err(e) = fs::write(self.path, &self.old) {
-            eprintln!("cannot restore {} to {}: {e}", self.path, self.old);
-        }
-    }
-}
-
 // ---- reconciliation ----
 
 #[test]
@@ -778,8 +565,14 @@ fn source_recreated_empty_then_filled() {
     let live = start(&env);
     fs::remove_dir_all(&env.src).unwrap();
     live.wait_log(&["source unavailable"], Duration::from_secs(10));
+    // Recreated but empty: that is not a source coming back (an empty mountpoint looks the
+    // same), so the replica stays as it was...
     mkdir(&env.src);
-    live.wait_log(&["source is back"], Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(!live.log_text().contains("source is back"), "{}", live.output());
+    assert_eq!(fs::read(env.rep.join("d/b")).unwrap(), b"b");
+    // ...until it holds something again; then it is mirrored as it is.
     write(env.src.join("back"), b"back");
+    live.wait_log(&["source is back"], Duration::from_secs(10));
     converge_within(&env, Duration::from_secs(20));
 }

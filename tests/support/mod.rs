@@ -3,6 +3,8 @@
 //! to preserve.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
@@ -21,9 +23,14 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::new_in(&std::env::temp_dir())
+    }
+
+    /// `new`, in `dir` (a tmpfs such as /dev/shm keeps trees of 100,000 files quick).
+    pub fn new_in(dir: &Path) -> Env {
         let tmp = tempfile::Builder::new()
             .prefix("replwatch-test-")
-            .tempdir()
+            .tempdir_in(dir)
             .unwrap();
         let root = tmp.path().canonicalize().unwrap();
         let src = root.join("src");

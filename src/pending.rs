@@ -1,0 +1,216 @@
+//! What live mode knows is not mirrored yet: entries that failed, and files deferred because
+//! they were being written, with their retry schedule.
+//!
+//! A full pass re-decides every entry, so its report replaces what was known. A batch
+//! re-decides the entries of the directories it compared, so only those are cleared before its
+//! own failures and deferrals are added. This is what the exit status is made of: a run that
+//! ends while anything here is still known not mirrored is partial, whatever the last batch did.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::report::PassReport;
+
+/// The first retry of a deferred copy; each further one waits twice as long...
+const FIRST_RETRY: Duration = Duration::from_millis(250);
+/// ...up to this.
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Retry {
+    /// Deferred without interruption since.
+    since: Instant,
+    attempts: u32,
+    /// Next try; `None` while one is queued.
+    due: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+pub struct Pending {
+    failed: BTreeMap<PathBuf, String>,
+    retry: BTreeMap<PathBuf, Retry>,
+}
+
+/// A retry that is due: the file, and whether it may be copied as a snapshot while its
+/// writer keeps it open (it has waited a whole interval for its writes to pause).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub path: PathBuf,
+    pub snapshot: bool,
+}
+
+fn backoff(attempts: u32) -> Duration {
+    let shift = attempts.saturating_sub(1).min(16);
+    (FIRST_RETRY * (1u32 << shift)).min(MAX_RETRY)
+}
+
+fn parent(p: &Path) -> &Path {
+    p.parent().unwrap_or(Path::new(""))
+}
+
+impl Pending {
+    /// Nothing is known not mirrored.
+    pub fn is_clean(&self) -> bool {
+        self.failed.is_empty() && self.retry.is_empty()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.failed.len()
+    }
+
+    pub fn deferred(&self) -> usize {
+        self.retry.len()
+    }
+
+    /// A full pass finished: it decided every entry.
+    pub fn after_full_pass(&mut self, report: &PassReport, now: Instant) {
+        self.failed = report.failed.iter().cloned().collect();
+        self.retry
+            .retain(|p, _| report.deferred.iter().any(|d| d == p));
+        self.defer(&report.deferred, now);
+    }
+
+    /// A batch finished: it decided the entries of the directories it compared (and those
+    /// directories themselves). `exists` says whether a path is still in SRC or REPLICA: a
+    /// failure recorded for a path that is in neither is moot.
+    pub fn after_batch(&mut self, report: &PassReport, now: Instant, exists: impl Fn(&Path) -> bool) {
+        let compared = &report.compared;
+        let decided = |p: &Path| compared.iter().any(|c| c == p || c == parent(p));
+        self.failed.retain(|p, _| !decided(p) && exists(p));
+        self.failed.extend(report.failed.iter().cloned());
+        self.retry
+            .retain(|p, _| !decided(p) || report.deferred.contains(p));
+        self.defer(&report.deferred, now);
+    }
+
+    fn defer(&mut self, paths: &[PathBuf], now: Instant) {
+        for p in paths {
+            let r = self.retry.entry(p.clone()).or_insert(Retry {
+                since: now,
+                attempts: 0,
+                due: None,
+            });
+            r.attempts += 1;
+            r.due = Some(now + backoff(r.attempts));
+        }
+    }
+
+    /// When the next retry is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.retry.values().filter_map(|r| r.due).min()
+    }
+
+    /// Take the retries due by `now` (each is queued once until the batch that tries it
+    /// reports back). A file deferred for `patience` or more may be copied as a snapshot.
+    pub fn take_due(&mut self, now: Instant, patience: Duration) -> Vec<Due> {
+        let mut out = Vec::new();
+        for (p, r) in &mut self.retry {
+            if r.due.is_some_and(|d| d <= now) {
+                r.due = None;
+                out.push(Due {
+                    path: p.clone(),
+                    snapshot: now.duration_since(r.since) >= patience,
+                });
+            }
+        }
+        out
+    }
+
+    /// Files deferred for longer than `limit`: they never settle.
+    pub fn unsettled(&self, now: Instant, limit: Duration) -> Vec<&Path> {
+        self.retry
+            .iter()
+            .filter(|(_, r)| now.duration_since(r.since) >= limit)
+            .map(|(p, _)| p.as_path())
+            .collect()
+    }
+
+    /// A few of the entries known not mirrored, for the closing message.
+    pub fn examples(&self, n: usize) -> Vec<String> {
+        let failed = self
+            .failed
+            .iter()
+            .map(|(p, why)| format!("{}: {why}", p.display()));
+        let deferred = self
+            .retry
+            .keys()
+            .map(|p| format!("{}: still being written", p.display()));
+        failed.chain(deferred).take(n).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: &[&str], deferred: &[&str], compared: &[&str]) -> PassReport {
+        PassReport {
+            failed: failed.iter().map(|p| (p.into(), "e".into())).collect(),
+            deferred: deferred.iter().map(PathBuf::from).collect(),
+            compared: compared.iter().map(PathBuf::from).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failure_stays_until_its_directory_is_compared_again() {
+        let now = Instant::now();
+        let mut p = Pending::default();
+        p.after_full_pass(&report(&["d/bad", "top"], &[], &[]), now);
+        assert_eq!(p.failed(), 2);
+        // A batch elsewhere, that failed nothing, does not clear them.
+        p.after_batch(&report(&[], &[], &["x"]), now, |_| true);
+        assert_eq!(p.failed(), 2);
+        // Comparing d again without a failure clears d/bad only.
+        p.after_batch(&report(&[], &[], &["d"]), now, |_| true);
+        assert_eq!(p.failed(), 1);
+        // A failure on a path that no longer exists anywhere is moot.
+        p.after_batch(&report(&[], &[], &["x"]), now, |_| false);
+        assert!(p.is_clean());
+    }
+
+    #[test]
+    fn a_full_pass_replaces_what_was_known() {
+        let now = Instant::now();
+        let mut p = Pending::default();
+        p.after_batch(&report(&["a"], &["b"], &[""]), now, |_| true);
+        assert!(!p.is_clean());
+        p.after_full_pass(&report(&[], &[], &[]), now);
+        assert!(p.is_clean());
+    }
+
+    #[test]
+    fn deferred_files_back_off_then_may_be_snapshots() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        p.after_batch(&report(&[], &["log"], &[""]), t0, |_| true);
+        assert_eq!(p.next_due(), Some(t0 + FIRST_RETRY));
+        assert!(p.take_due(t0, Duration::from_secs(60)).is_empty());
+        let t1 = t0 + FIRST_RETRY;
+        let due = p.take_due(t1, Duration::from_secs(60));
+        assert_eq!(
+            due,
+            vec![Due {
+                path: "log".into(),
+                snapshot: false
+            }]
+        );
+        assert_eq!(p.next_due(), None, "queued once until it reports back");
+        p.after_batch(&report(&[], &["log"], &[""]), t1, |_| true);
+        assert_eq!(p.next_due(), Some(t1 + FIRST_RETRY * 2));
+        let late = t0 + Duration::from_secs(61);
+        assert!(p.take_due(late, Duration::from_secs(60))[0].snapshot);
+        assert_eq!(p.unsettled(late, Duration::from_secs(60)).len(), 1);
+        // It landed: the batch compared its directory and did not defer it.
+        p.after_batch(&report(&[], &[], &[""]), late, |_| true);
+        assert!(p.is_clean());
+    }
+
+    #[test]
+    fn backoff_is_capped() {
+        assert_eq!(backoff(1), FIRST_RETRY);
+        assert_eq!(backoff(3), FIRST_RETRY * 4);
+        assert_eq!(backoff(40), MAX_RETRY);
+    }
+}

@@ -1,0 +1,1419 @@
+//! Live mode you can trust (issue 9): events are hints, both roots are checked, nothing waits
+//! for the next reconciliation.
+//!
+//! Each test drives the binary in live mode and polls, with generous deadlines, until REPLICA
+//! equals SRC (`tree_diff`: tree, types, bytes, modes, mtimes of files and directories, owners
+//! when root). Where a test claims that events alone did the work, the run has a one-day
+//! `--interval` and the log must hold no `action: full-pass` record. Nothing asserts a timing.
+//!
+//! All tests are serialised by one lock (the overflow test lowers a machine-wide sysctl, and
+//! one watcher at a time keeps a 2-core machine honest). Whatever a test changes for the whole
+//! machine (a sysctl, a mount) is put back by a guard's drop, also when the test fails.
+//! Tests that need root (mounting, a sysctl, running the binary as another user) print
+//! `skipped: <why>` and pass otherwise.
+mod support;
+use support::live::*;
+use support::*;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustix::fs::{CWD, RenameFlags, renameat_with};
+use rustix::process::Signal;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Taken first thing by every test: one live test at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The log record of a full pass started by anything but the interval or start-up (a rescan,
+/// an overflow, a watcher error).
+const FULL_PASS: &str = "action: full-pass";
+
+// ---- helpers ----
+
+fn mv(src: &Path, from: &str, to: &str) {
+    fs::rename(src.join(from), src.join(to)).unwrap();
+}
+
+fn rm(src: &Path, p: &str) {
+    fs::remove_file(src.join(p)).unwrap();
+}
+
+fn rm_rf(src: &Path, p: &str) {
+    fs::remove_dir_all(src.join(p)).unwrap();
+}
+
+/// `renameat2(a, b, RENAME_EXCHANGE)`: the two names swap their entries atomically.
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(Into::into)
+}
+
+/// Every line of the logfile that records a full pass other than the initial one and the
+/// interval's.
+fn full_passes(live: &Live) -> Vec<String> {
+    live.log_text()
+        .lines()
+        .filter(|l| l.contains(FULL_PASS))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[track_caller]
+fn assert_no_full_pass(live: &Live) {
+    let f = full_passes(live);
+    assert!(
+        f.is_empty(),
+        "a full pass ran, so events alone did not converge the replica:\n{}",
+        f.join("\n")
+    );
+}
+
+/// After convergence: REPLICA must keep matching SRC for `span` (a late event must not undo
+/// what was mirrored).
+#[track_caller]
+fn hold_mirrored(env: &Env, span: Duration) {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        let d = quiet_diff(&env.src, &env.rep);
+        assert!(
+            d.is_empty(),
+            "the replica matched, then stopped matching:\n{}",
+            d.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `root` (listing, types, contents, modes, mtimes, the root's own mtime included) must stay
+/// as `kept` for `span`.
+#[track_caller]
+fn assert_untouched_for(root: &Path, kept: &str, span: Duration, what: &str) {
+    let end = Instant::now() + span;
+    while Instant::now() < end {
+        let now = std::panic::catch_unwind(|| fingerprint(root))
+            .unwrap_or_else(|_| "(changed while it was read)".into());
+        assert!(now == kept, "{what} was touched: {}", root.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A log line at warning level or above.
+fn is_problem(line: &str) -> bool {
+    [" WARN ", " ERRO ", " CRIT "].iter().any(|l| line.contains(l))
+}
+
+/// A per-event debug record (`event, kind: ..., paths: [...]`).
+fn is_event_record(line: &str) -> bool {
+    line.contains("event, kind:") || line.contains("\"msg\":\"event\"")
+}
+
+/// A fast tree for the big tests: /dev/shm when there is one.
+fn env_on_tmpfs() -> Env {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        Env::new_in(shm)
+    } else {
+        Env::new()
+    }
+}
+
+/// `dirs` directories of `per_dir` small files each, named dNNNN/fNNN.
+fn many_files(src: &Path, dirs: usize, per_dir: usize) {
+    for d in 0..dirs {
+        let dir = src.join(format!("d{d:04}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..per_dir {
+            fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+}
+
+// ---- 1. rename sequences inside one debounce window ----
+
+/// Start live with a 500 ms debounce (each `change` lands inside one window) and a one-day
+/// interval; after `change`, REPLICA must converge through events alone.
+fn in_one_window(files: &[(&str, &[u8])], change: impl FnOnce(&Path)) {
+    prepared_then_in_one_window(files, |_| {}, change);
+}
+
+/// `in_one_window`, with `prepare` run on SRC before the process starts.
+fn prepared_then_in_one_window(
+    files: &[(&str, &[u8])],
+    prepare: impl FnOnce(&Path),
+    change: impl FnOnce(&Path),
+) {
+    let _g = serial();
+    let env = env_with(files);
+    prepare(&env.src);
+    let live = Live::with_args(&env, &["--debounce", "500ms", "-i", "1d", "-d", "5m"]);
+    converge(&env);
+    change(&env.src);
+    assert!(
+        !quiet_diff(&env.src, &env.rep).is_empty(),
+        "test bug: the change made no difference to mirror"
+    );
+    converge(&env);
+    hold_mirrored(&env, Duration::from_millis(1200));
+    assert_no_full_pass(&live);
+}
+
+#[test]
+fn window_rename_then_remove_file() {
+    in_one_window(&[("a", &bytes(3000, 1)), ("keep", b"k")], |s| {
+        mv(s, "a", "b");
+        rm(s, "b");
+    });
+}
+
+#[test]
+fn window_rename_then_remove_dir() {
+    prepared_then_in_one_window(
+        &[("d/x", b"x"), ("d/s/y", &bytes(2000, 2)), ("keep", b"k")],
+        |s| mkdir(s.join("d/empty")),
+        |s| {
+            mv(s, "d", "e");
+            rm_rf(s, "e");
+        },
+    );
+}
+
+#[test]
+fn window_second_rename_onto_the_same_target() {
+    in_one_window(
+        &[("a", &bytes(1000, 3)), ("f", &bytes(2000, 4)), ("keep", b"k")],
+        |s| {
+            mv(s, "a", "b");
+            mv(s, "f", "b");
+        },
+    );
+}
+
+#[test]
+fn window_rename_into_dir_then_remove_dir() {
+    in_one_window(
+        &[("a", &bytes(1500, 5)), ("d/x", b"x"), ("keep", b"k")],
+        |s| {
+            mv(s, "a", "d/a2");
+            rm_rf(s, "d");
+        },
+    );
+}
+
+#[test]
+fn window_cross_dir_rename_then_remove() {
+    in_one_window(
+        &[("x/a", &bytes(1500, 6)), ("x/other", b"o"), ("y/z", b"z")],
+        |s| {
+            mv(s, "x/a", "y/b");
+            rm(s, "y/b");
+        },
+    );
+}
+
+#[test]
+fn window_rename_chain_then_remove() {
+    in_one_window(&[("a", &bytes(1000, 7)), ("keep", b"k")], |s| {
+        mv(s, "a", "b");
+        mv(s, "b", "c");
+        rm(s, "c");
+    });
+}
+
+#[test]
+fn window_exchange_two_files() {
+    prepared_then_in_one_window(
+        &[("a", &bytes(3000, 8)), ("b", &bytes(5000, 9)), ("keep", b"k")],
+        |s| {
+            // Distinct old mtimes: each name must end up with the other's bytes and mtime.
+            set_mtime(s.join("a"), 1_000_000_000, 1);
+            set_mtime(s.join("b"), 1_100_000_000, 2);
+        },
+        |s| exchange(&s.join("a"), &s.join("b")).unwrap(),
+    );
+}
+
+#[test]
+fn window_exchange_file_and_dir() {
+    in_one_window(
+        &[("f", &bytes(2500, 10)), ("d/x", b"x"), ("d/s/y", b"y")],
+        |s| exchange(&s.join("f"), &s.join("d")).unwrap(),
+    );
+}
+
+#[test]
+fn window_exchange_two_dirs() {
+    in_one_window(
+        &[("da/x", &bytes(100, 11)), ("db/x", &bytes(200, 12)), ("db/y", b"y")],
+        |s| exchange(&s.join("da"), &s.join("db")).unwrap(),
+    );
+}
+
+/// `touch d/x; rm d/x`: no entry changes, only d's mtime.
+#[test]
+fn window_file_created_and_removed_leaves_dir_mtime() {
+    in_one_window(&[("d/keep", b"k"), ("top", b"t")], |s| {
+        File::create(s.join("d/x")).unwrap();
+        rm(s, "d/x");
+    });
+}
+
+#[test]
+fn window_tree_created_and_removed() {
+    in_one_window(&[("p/keep", b"k"), ("top", b"t")], |s| {
+        for i in 0..5 {
+            write(s.join(format!("p/t/a{i}/b/f")), bytes(100, i));
+        }
+        symlink("a0", s.join("p/t/link"));
+        rm_rf(s, "p/t");
+    });
+}
+
+#[test]
+fn window_dir_moved_into_a_new_dir_of_its_old_name() {
+    in_one_window(&[("d/x", &bytes(700, 13)), ("d/s/y", b"y")], |s| {
+        mv(s, "d", "e");
+        fs::create_dir(s.join("d")).unwrap();
+        mv(s, "e", "d/e");
+    });
+}
+
+#[test]
+fn window_removed_then_renamed_onto_the_freed_name() {
+    in_one_window(
+        &[("a", &bytes(900, 14)), ("b", &bytes(1900, 15)), ("keep", b"k")],
+        |s| {
+            rm(s, "a");
+            mv(s, "b", "a");
+        },
+    );
+}
+
+// ---- 2. property test: random operations on a real tree ----
+
+/// xorshift64*: small, seedable, good enough to pick operations.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        (!v.is_empty()).then(|| &v[self.below(v.len())])
+    }
+}
+
+/// The sentinel file the random operations never touch: an empty SRC is refused on purpose.
+const SENTINEL: &str = "keep";
+
+/// SRC's entries by kind, relative; `dirs` includes SRC itself (""). The sentinel is left out.
+struct Tree {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    others: Vec<PathBuf>,
+}
+
+fn tree(src: &Path) -> Tree {
+    let mut t = Tree {
+        files: vec![],
+        dirs: vec![PathBuf::new()],
+        others: vec![],
+    };
+    for e in walkdir::WalkDir::new(src).min_depth(1).sort_by_file_name() {
+        let e = e.unwrap();
+        let rel = e.path().strip_prefix(src).unwrap().to_path_buf();
+        if rel == Path::new(SENTINEL) {
+            continue;
+        }
+        let ft = e.file_type();
+        if ft.is_dir() {
+            t.dirs.push(rel);
+        } else if ft.is_file() {
+            t.files.push(rel);
+        } else {
+            t.others.push(rel);
+        }
+    }
+    t
+}
+
+/// One random operation on SRC, described for the failure message. Operations that the
+/// kernel refuses (a rename into its own subtree, ...) are recorded as failed: SRC as it is
+/// afterwards is the truth the replica must reach.
+fn random_op(src: &Path, rng: &mut Rng, fresh: &mut u64) -> String {
+    let t = tree(src);
+    let total = t.files.len() + t.dirs.len() + t.others.len();
+    let mut name = || {
+        *fresh += 1;
+        format!("n{fresh}")
+    };
+    let show = |p: &Path| {
+        if p.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            p.display().to_string()
+        }
+    };
+    let any: Vec<PathBuf> = t
+        .files
+        .iter()
+        .chain(&t.dirs[1..])
+        .chain(&t.others)
+        .cloned()
+        .collect();
+    let res = |r: std::io::Result<()>| match r {
+        Ok(()) => String::new(),
+        Err(e) => format!(" (failed: {e})"),
+    };
+    // Past ~120 entries, grow no more.
+    let op = loop {
+        let op = rng.below(12);
+        if total > 120 && matches!(op, 0 | 6 | 10) {
+            continue;
+        }
+        break op;
+    };
+    match op {
+        0 => {
+            let dir = rng.pick(&t.dirs).unwrap().join(name());
+            let len = rng.below(6000);
+            let r = fs::write(src.join(&dir), bytes(len, rng.next()));
+            format!("create {} ({len} bytes){}", show(&dir), res(r))
+        }
+        1 => {
+            let Some(f) = rng.pick(&t.files) else {
+                return "overwrite: no file".into();
+            };
+            let len = rng.below(6000);
+            let r = fs::write(src.join(f), bytes(len, rng.next()));
+            format!("overwrite {} ({len} bytes){}", show(f), res(r))
+        }
+        2 => {
+            let Some(f) = rng.pick(&t.files) else {
+                return "append: no file".into();
+            };
+            let len = 1 + rng.below(3000);
+            let r = OpenOptions::new()
+                .append(true)
+                .open(src.join(f))
+                .and_then(|mut h| h.write_all(&bytes(len, rng.next())));
+            format!("append {} ({len} bytes){}", show(f), res(r))
+        }
+        3 | 4 => {
+            // Rename a file, dir or link, within its dir or across dirs; a file sometimes
+            // onto an existing file.
+            let Some(from) = rng.pick(&any).cloned() else {
+                return "rename: nothing".into();
+            };
+            let dir = rng.pick(&t.dirs).unwrap().clone();
+            let onto = t
+                .files
+                .iter()
+                .filter(|f| f.parent() == Some(dir.as_path()) && **f != from)
+                .cloned()
+                .collect::<Vec<_>>();
+            let to = if t.files.contains(&from) && !onto.is_empty() && rng.below(3) == 0 {
+                rng.pick(&onto).unwrap().clone()
+            } else {
+                dir.join(name())
+            };
+            let r = fs::rename(src.join(&from), src.join(&to));
+            format!("rename {} -> {}{}", show(&from), show(&to), res(r))
+        }
+        5 => {
+            let (Some(a), Some(b)) = (rng.pick(&any).cloned(), rng.pick(&any).cloned()) else {
+                return "exchange: nothing".into();
+            };
+            if a.starts_with(&b) || b.starts_with(&a) {
+                return format!("exchange {} <-> {}: skipped (nested)", show(&a), show(&b));
+            }
+            let r = exchange(&src.join(&a), &src.join(&b));
+            format!("exchange {} <-> {}{}", show(&a), show(&b), res(r))
+        }
+        6 => {
+            let dir = rng.pick(&t.dirs).unwrap().join(name());
+            let r = fs::create_dir(src.join(&dir));
+            format!("mkdir {}{}", show(&dir), res(r))
+        }
+        7 => {
+            let Some(f) = rng.pick(&t.files).or(rng.pick(&t.others)) else {
+                return "remove: no file".into();
+            };
+            let r = fs::remove_file(src.join(f));
+            format!("rm {}{}", show(f), res(r))
+        }
+        8 => {
+            let Some(d) = rng.pick(&t.dirs[1..]) else {
+                return "rm -rf: no dir".into();
+            };
+            let r = fs::remove_dir_all(src.join(d));
+            format!("rm -rf {}{}", show(d), res(r))
+        }
+        9 => {
+            let file_modes = [0o600, 0o644, 0o640, 0o755, 0o700];
+            let dir_modes = [0o755, 0o700, 0o750, 0o711];
+            let Some(p) = rng.pick(&any).cloned() else {
+                return "chmod: nothing".into();
+            };
+            if t.others.contains(&p) {
+                return format!("chmod {}: skipped (symlink)", show(&p));
+            }
+            let mode = if t.dirs.contains(&p) {
+                *rng.pick(&dir_modes).unwrap()
+            } else {
+                *rng.pick(&file_modes).unwrap()
+            };
+            use std::os::unix::fs::PermissionsExt;
+            let r = fs::set_permissions(src.join(&p), fs::Permissions::from_mode(mode));
+            format!("chmod {mode:o} {}{}", show(&p), res(r))
+        }
+        10 => {
+            let link = rng.pick(&t.dirs).unwrap().join(name());
+            let target = format!("target-{}", rng.below(5));
+            let r = std::os::unix::fs::symlink(&target, src.join(&link));
+            format!("symlink {} -> {target}{}", show(&link), res(r))
+        }
+        _ => {
+            // touch -m -d: a file, link or dir, the root included.
+            let all: Vec<PathBuf> = t.dirs.iter().chain(&any).cloned().collect();
+            let p = rng.pick(&all).unwrap().clone();
+            let secs = 1_000_000_000 + rng.below(700_000_000) as i64;
+            let nanos = rng.below(1_000_000_000) as u32;
+            let ft = filetime::FileTime::from_unix_time(secs, nanos);
+            let r = filetime::set_symlink_file_times(src.join(&p), ft, ft);
+            format!("set mtime {} to {secs}.{nanos:09}{}", show(&p), res(r))
+        }
+    }
+}
+
+/// Rounds of 3-12 random operations applied back to back, each round inside one 300 ms
+/// window; after each round REPLICA must converge, and no full pass may have run.
+/// `REPLWATCH_SEED=N` replays a run; `REPLWATCH_ROUNDS=N` changes the number of rounds.
+#[test]
+fn random_operations_converge_without_a_full_pass() {
+    let _g = serial();
+    let seed = std::env::var("REPLWATCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    let rounds: usize = std::env::var("REPLWATCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    eprintln!("property test seed: {seed} (replay with REPLWATCH_SEED={seed})");
+    let mut rng = Rng::new(seed);
+
+    let env = Env::new();
+    write(env.src.join(SENTINEL), b"never touched");
+    for d in ["a/b/c", "a/e", "f/g", "h"] {
+        mkdir(env.src.join(d));
+    }
+    for (i, d) in ["", "a", "a/b", "a/b/c", "a/e", "f", "f/g", "h"]
+        .iter()
+        .enumerate()
+    {
+        for j in 0..3 {
+            write(
+                env.src.join(d).join(format!("x{j}")),
+                bytes(100 * (i + j), (i * 10 + j) as u64),
+            );
+        }
+    }
+    symlink("x0", env.src.join("a/link"));
+    let live = Live::with_args(&env, &["--debounce", "300ms", "-i", "1d", "-d", "10m"]);
+    converge(&env);
+
+    let mut fresh = 0;
+    let mut previous: Vec<String> = vec![];
+    for round in 0..rounds {
+        let n = 3 + rng.below(10);
+        let ops: Vec<String> = (0..n)
+            .map(|_| random_op(&env.src, &mut rng, &mut fresh))
+            .collect();
+        let fail = |why: String| -> ! {
+            panic!(
+                "seed {seed}, round {round} of {rounds}: {why}\n\
+                 --- this round's operations (applied back to back):\n{}\n\
+                 --- the previous round's:\n{}",
+                ops.join("\n"),
+                previous.join("\n")
+            )
+        };
+        if let Err(d) = try_converge(&env, CONVERGE) {
+            fail(format!(
+                "replica did not converge in {CONVERGE:?}:\n{}",
+                d.join("\n")
+            ));
+        }
+        let f = full_passes(&live);
+        if !f.is_empty() {
+            fail(format!("a full pass ran:\n{}", f.join("\n")));
+        }
+        previous = ops;
+    }
+    hold_mirrored(&env, Duration::from_millis(700));
+    assert_no_full_pass(&live);
+}
+
+// ---- 3. a git work tree checked out across many commits ----
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=replwatch test",
+            "-c",
+            "user.email=test@replwatch.invalid",
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "advice.detachedHead=false",
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "gc.autoDetach=false",
+            "-c",
+            "maintenance.auto=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", describe(&out));
+}
+
+fn have_git() -> bool {
+    Command::new("git")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// 15 tagged commits that add, modify, delete and rename files and directories.
+fn git_history(src: &Path, rng: &mut Rng) -> Vec<String> {
+    git(src, &["init", "-q"]);
+    let mut dirs: Vec<String> = vec![];
+    let mut next_dir = 0;
+    let mut new_dir = |dirs: &mut Vec<String>, rng: &mut Rng| {
+        let d = format!("mod{next_dir}/sub{}", rng.below(3));
+        next_dir += 1;
+        for i in 0..20 {
+            write(src.join(&d).join(format!("file{i}.rs")), bytes(200 + i * 37, rng.next()));
+        }
+        write(src.join(&d).join("deep/nested/leaf.txt"), bytes(64, rng.next()));
+        dirs.push(d);
+    };
+    for _ in 0..8 {
+        new_dir(&mut dirs, rng);
+    }
+    let mut tags = vec![];
+    for k in 0..15 {
+        if k > 0 {
+            // Add a directory, remove one, rename one, rename and edit a few files.
+            new_dir(&mut dirs, rng);
+            if dirs.len() > 4 {
+                let gone = dirs.remove(rng.below(dirs.len()));
+                fs::remove_dir_all(src.join(&gone)).unwrap();
+            }
+            let i = rng.below(dirs.len());
+            let renamed = format!("renamed{k}");
+            fs::rename(src.join(&dirs[i]), src.join(&renamed)).unwrap();
+            dirs[i] = renamed;
+            for _ in 0..5 {
+                let d = &dirs[rng.below(dirs.len())];
+                let f = src.join(d).join(format!("file{}.rs", rng.below(20)));
+                if f.exists() {
+                    if rng.below(2) == 0 {
+                        fs::write(&f, bytes(300, rng.next())).unwrap();
+                    } else {
+                        fs::rename(&f, f.with_extension(format!("r{k}"))).unwrap();
+                    }
+                }
+            }
+        }
+        git(src, &["add", "-A"]);
+        git(src, &["commit", "-q", "-m", &format!("commit {k}")]);
+        let tag = format!("t{k}");
+        git(src, &["tag", &tag]);
+        tags.push(tag);
+    }
+    tags
+}
+
+#[test]
+fn git_checkouts_back_to_back_converge_without_a_full_pass() {
+    let _g = serial();
+    if !have_git() {
+        eprintln!("skipped: git not found");
+        return;
+    }
+    let env = Env::new();
+    let mut rng = Rng::new(9);
+    let tags = git_history(&env.src, &mut rng);
+    git(&env.src, &["checkout", "-q", &tags[0]]);
+    // .git is mirrored too: nothing is excluded.
+    let live = Live::with_args(&env, &["--debounce", "200ms", "-i", "1d", "-d", "10m"]);
+    converge_within(&env, Duration::from_secs(30));
+    let mut order: Vec<&String> = tags.iter().skip(1).collect();
+    order.extend([&tags[3], &tags[14], &tags[0], &tags[9], &tags[14]]);
+    for t in order {
+        git(&env.src, &["checkout", "-q", t]);
+    }
+    converge_within(&env, Duration::from_secs(30));
+    hold_mirrored(&env, Duration::from_millis(500));
+    assert_no_full_pass(&live);
+    git(&env.src, &["gc", "-q", "--prune=now"]);
+    converge_within(&env, Duration::from_secs(30));
+    hold_mirrored(&env, Duration::from_millis(500));
+    assert_no_full_pass(&live);
+}
+
+// ---- 4. overflow, five times in a row ----
+
+#[test]
+fn overflow_five_times_in_a_row_converges_each_time() {
+    let _g = serial();
+    if !is_root() {
+        eprintln!("skipped: changing fs.inotify.max_queued_events needs root");
+        return;
+    }
+    // Low for the whole run: with a watcher that hears changes only, neither our passes nor
+    // the test reading SRC add events, so only the bursts below overflow it.
+    let _limit = match Sysctl::set(QUEUED_EVENTS, "256") {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skipped: cannot set {QUEUED_EVENTS}: {e}");
+            return;
+        }
+    };
+    let env = env_with(&[("a", b"a"), ("d/b", b"b")]);
+    let live = Live::with(&env, "1d", "10m");
+    converge(&env);
+    for round in 0..5 {
+        let before = live.count_log(&[FULL_PASS]);
+        // Nothing reads the inotify queue while the process is stopped.
+        live.signal(Signal::STOP);
+        let made = (|| {
+            let dir = env.src.join(format!("burst{round}"));
+            fs::create_dir(&dir)?;
+            for i in 0..2000 {
+                fs::write(dir.join(format!("f{i:04}")), format!("{round}/{i}"))?;
+            }
+            // A directory made in the overflow, with a file: nothing tells the watcher.
+            fs::create_dir_all(dir.join("new/deeper"))?;
+            fs::write(dir.join("new/deeper/x"), "x")?;
+            if round > 0 {
+                // And deletions, which no event will report either.
+                fs::remove_dir_all(env.src.join(format!("burst{}/new", round - 1)))?;
+                for i in 0..500 {
+                    fs::remove_file(env.src.join(format!("burst{}/f{i:04}", round - 1)))?;
+                }
+            }
+            std::io::Result::Ok(())
+        })();
+        live.signal(Signal::CONT);
+        made.unwrap();
+        assert!(
+            live.wait_log_count(&[FULL_PASS], before + 1, LOG_WAIT),
+            "round {round}: the overflow started no full pass"
+        );
+        converge_within(&env, Duration::from_secs(30));
+    }
+    let echo: Vec<String> = live
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("our own pass"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        echo.is_empty(),
+        "an overflow was taken for our own echo:\n{}",
+        echo.join("\n")
+    );
+}
+
+// ---- 5. reading SRC produces no events ----
+
+/// Lines after start-up that show the watcher heard something or lost something.
+fn noise(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| {
+            is_event_record(l)
+                || l.contains(FULL_PASS)
+                || l.to_lowercase().contains("overflow")
+                || l.contains("trigger: rescan")
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn reading_the_source_and_our_own_passes_produce_no_events() {
+    let _g = serial();
+    let env = env_on_tmpfs();
+    many_files(&env.src, 200, 100);
+
+    // A reader going through every file and every directory of SRC.
+    {
+        let live = Live::with_args(
+            &env,
+            &["--debounce", "50ms", "-i", "1d", "-d", "10m", "-v"],
+        );
+        converge_within(&env, Duration::from_secs(30));
+        for d in fs::read_dir(&env.src).unwrap() {
+            let d = d.unwrap().path();
+            if d.is_dir() {
+                for f in fs::read_dir(&d).unwrap() {
+                    let f = f.unwrap().path();
+                    fs::read(&f).unwrap();
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let mut lines = live.log_after_watching();
+        lines.extend(after_watching(&live.stdout_text()));
+        let heard = noise(&lines);
+        assert!(
+            heard.is_empty(),
+            "reading SRC produced events:\n{}",
+            heard.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        );
+        // The check above means something only if events are logged at all.
+        write(env.src.join("probe.txt"), b"probe");
+        live.wait_log(&["probe.txt"], LOG_WAIT);
+        assert!(
+            wait_until(LOG_WAIT, || {
+                let t = live.log_text() + &live.stdout_text();
+                t.lines().any(|l| is_event_record(l) && l.contains("probe.txt"))
+            }),
+            "-v logs no event records: the check that reading SRC made none proves nothing"
+        );
+        converge(&env);
+    }
+
+    // Our own passes: an initial pass that copies all 20,000 files (reading each), then
+    // interval reconciliations.
+    fs::remove_dir_all(&env.rep).unwrap();
+    fs::remove_file(env.logs.join("replwatch.log")).unwrap();
+    let live = Live::with_args(&env, &["--debounce", "50ms", "-i", "3s", "-d", "10m", "-v"]);
+    live.wait_log(&["pass done", "trigger: reconcile"], Duration::from_secs(30));
+    let mut lines: Vec<String> = live.log_text().lines().map(str::to_owned).collect();
+    lines.extend(live.stdout_text().lines().map(str::to_owned));
+    let heard = noise(&lines);
+    assert!(
+        heard.is_empty(),
+        "our own passes produced events:\n{}",
+        heard.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+    );
+    converge_within(&env, Duration::from_secs(30));
+}
+
+// ---- 6. a source that is not there ----
+
+/// Mounts made by a test, lazily unmounted on drop (newest first), also when it fails.
+#[derive(Default)]
+struct Mounts(Vec<PathBuf>);
+
+impl Mounts {
+    fn tmpfs(&mut self, dir: &Path) -> Result<(), String> {
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m,mode=755", "tmpfs"])
+            .arg(dir)
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        self.0.push(dir.to_path_buf());
+        Ok(())
+    }
+
+    fn bind(&mut self, from: &Path, to: &Path) {
+        let out = Command::new("mount")
+            .arg("--bind")
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount --bind: {}", describe(&out));
+        self.0.push(to.to_path_buf());
+    }
+}
+
+impl Drop for Mounts {
+    fn drop(&mut self) {
+        for d in self.0.iter().rev() {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(d)
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+#[test]
+fn unmounted_source_pauses_and_a_new_mount_resumes() {
+    let _g = serial();
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let mut mounts = Mounts::default();
+    if let Err(e) = mounts.tmpfs(&env.src) {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    write(env.src.join("a"), b"a");
+    write(env.src.join("d/b"), bytes(5000, 20));
+    write(env.src.join("d/e/c"), b"c");
+    for i in 0..20 {
+        write(env.src.join(format!("many/f{i}")), bytes(100, i));
+    }
+    let live = Live::with(&env, "1d", "10m");
+    converge(&env);
+    let kept = fingerprint(&env.rep);
+
+    // Unmount: SRC is now the empty mountpoint, and nothing else happens.
+    let out = Command::new("umount").arg(&env.src).output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "note: umount SRC failed ({}); replwatch holds SRC busy, detaching it lazily",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let out = Command::new("umount")
+            .arg("-l")
+            .arg(&env.src)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "umount -l: {}", describe(&out));
+    }
+    live.wait_log(&["source unavailable"], Duration::from_secs(5));
+    assert_untouched_for(&env.rep, &kept, Duration::from_secs(3), "the replica");
+
+    // A new filesystem with other contents appears at SRC in one step.
+    let stage = env.root().join("stage");
+    mkdir(&stage);
+    mounts.tmpfs(&stage).unwrap();
+    write(stage.join("x"), bytes(3000, 21));
+    write(stage.join("y/z"), b"z");
+    write(stage.join("d/b"), b"different b");
+    mounts.bind(&stage, &env.src);
+    live.wait_log(&["action: resume"], Duration::from_secs(10));
+    converge_within(&env, Duration::from_secs(20));
+}
+
+#[test]
+fn source_replaced_by_another_directory_pauses() {
+    let _g = serial();
+    let env = env_with(&[("a", b"a"), ("d/b", &bytes(4000, 22)), ("d/e/c", b"c")]);
+    let live = Live::with(&env, "1d", "10m");
+    converge(&env);
+    let kept = fingerprint(&env.rep);
+    let old = env.root().join("src.old");
+    fs::rename(&env.src, &old).unwrap();
+    fs::create_dir(&env.src).unwrap();
+    live.wait_log(&["source unavailable"], Duration::from_secs(5));
+    assert_untouched_for(&env.rep, &kept, Duration::from_secs(3), "the replica");
+
+    // The real source comes back, changed meanwhile.
+    write(old.join("while away"), b"w");
+    fs::remove_dir(&env.src).unwrap();
+    fs::rename(&old, &env.src).unwrap();
+    converge_within(&env, Duration::from_secs(20));
+}
+
+#[test]
+fn source_emptied_at_once_never_empties_the_replica() {
+    let _g = serial();
+    let env = env_with(&[
+        ("a", b"a"),
+        ("b", &bytes(3000, 23)),
+        ("d/x", b"x"),
+        ("e/f/g", b"g"),
+    ]);
+    let live = Live::with_args(&env, &["--debounce", "200ms", "-i", "1d", "-d", "10m"]);
+    converge(&env);
+    let kept = fingerprint(&env.rep);
+    // rm -rf SRC/*, inside one debounce window.
+    for e in fs::read_dir(&env.src).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            fs::remove_dir_all(&p).unwrap();
+        } else {
+            fs::remove_file(&p).unwrap();
+        }
+    }
+    let said = wait_until(Duration::from_secs(5), || {
+        live.log_after_watching().iter().any(|l| {
+            let l = l.to_lowercase();
+            l.contains("source") && l.contains("empty")
+        })
+    });
+    assert_untouched_for(&env.rep, &kept, Duration::from_secs(3), "the replica");
+    assert!(said, "no record says the source is empty");
+
+    // Filled again: mirrored again.
+    write(env.src.join("new"), b"n");
+    write(env.src.join("d/x"), b"x2");
+    converge_within(&env, Duration::from_secs(20));
+}
+
+// ---- 7. a swapped replica root ----
+
+/// REPLICA's path is swapped for something else mid-run: `elsewhere` must never be written
+/// to or deleted from, a warning must name the replica, and the run must not end with 0.
+fn replica_root_swapped(swap: impl FnOnce(&Env) -> PathBuf) {
+    let _g = serial();
+    let env = env_with(&[("a", b"a"), ("d/b", &bytes(3000, 24)), ("gone", b"g")]);
+    let mut live = Live::with(&env, "2s", "8s");
+    converge(&env);
+    let elsewhere = swap(&env);
+    let kept = fingerprint(&elsewhere);
+    write(env.src.join("new.txt"), b"new");
+    write(env.src.join("d/b"), bytes(3500, 25));
+    rm(&env.src, "gone");
+    // Past an event batch and a reconciliation.
+    assert_untouched_for(&elsewhere, &kept, Duration::from_secs(3), "the new REPLICA path");
+    let status = live.wait_exit(Duration::from_secs(20));
+    assert_eq!(fingerprint(&elsewhere), kept, "the new REPLICA path was touched");
+    let said = live
+        .log_after_watching()
+        .iter()
+        .any(|l| is_problem(l) && l.to_lowercase().contains("replica"));
+    assert!(said, "no warning or error names the replica");
+    let code = status.expect("did not exit at the end of --duration").code();
+    assert!(
+        code.is_some_and(|c| c != 0),
+        "exited {code:?}: 0 claims the replica mirrors the source"
+    );
+}
+
+#[test]
+fn replica_root_swapped_for_a_symlink() {
+    replica_root_swapped(|env| {
+        let elsewhere = env.root().join("elsewhere");
+        write(elsewhere.join("precious"), b"p");
+        write(elsewhere.join("sub/x"), b"x");
+        fs::rename(&env.rep, env.root().join("rep.old")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &env.rep).unwrap();
+        elsewhere
+    });
+}
+
+#[test]
+fn replica_root_swapped_for_a_new_empty_dir() {
+    replica_root_swapped(|env| {
+        fs::rename(&env.rep, env.root().join("rep.old")).unwrap();
+        fs::create_dir(&env.rep).unwrap();
+        env.rep.clone()
+    });
+}
+
+// ---- 8. files held open by their writer ----
+
+/// A file written, then held open with no further writes (a database in use).
+fn idle_open_writer(env: &Env) -> File {
+    let mut f = File::create(env.src.join("db")).unwrap();
+    f.write_all(&bytes(100_000, 26)).unwrap();
+    f.flush().unwrap();
+    f
+}
+
+#[test]
+fn file_held_open_by_an_idle_writer_is_mirrored() {
+    let _g = serial();
+    let env = env_with(&[("other", b"o")]);
+    let _live = Live::with(&env, "10m", "5m");
+    converge(&env);
+    let held = idle_open_writer(&env);
+    converge(&env);
+    drop(held);
+}
+
+#[test]
+fn log_appended_while_open_is_mirrored_as_it_grows() {
+    let _g = serial();
+    let env = env_with(&[("other", b"o")]);
+    let _live = Live::with(&env, "3s", "5m");
+    converge(&env);
+
+    let lines: Vec<String> = (0..40)
+        .map(|i| format!("{i:04} service did something {}\n", "x".repeat(i % 7)))
+        .collect();
+    let full: Vec<u8> = lines.concat().into_bytes();
+    let writing = Arc::new(AtomicBool::new(true));
+    let release = Arc::new(AtomicBool::new(false));
+    let path = env.src.join("app.log");
+    let mut f = File::create(&path).unwrap();
+    let writer = {
+        let (writing, release) = (Arc::clone(&writing), Arc::clone(&release));
+        std::thread::spawn(move || {
+            for l in &lines {
+                f.write_all(l.as_bytes()).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            writing.store(false, Ordering::SeqCst);
+            // Still open, no more writes.
+            while !release.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(f);
+        })
+    };
+    let copy = env.rep.join("app.log");
+    let mut seen = BTreeSet::new();
+    while writing.load(Ordering::SeqCst) {
+        if let Ok(c) = fs::read(&copy) {
+            assert!(
+                full.starts_with(&c),
+                "the replica's copy is no snapshot of the log: {:?}",
+                String::from_utf8_lossy(&c)
+            );
+            seen.insert(c);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let during: Vec<usize> = seen.iter().map(Vec::len).filter(|&n| n > 0).collect();
+    let done = try_converge(&env, CONVERGE);
+    release.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert!(
+        during.len() >= 2,
+        "while the log was appended, the replica's copy did not show up and grow \
+         (sizes seen: {during:?})"
+    );
+    if let Err(d) = done {
+        panic!(
+            "once writes stopped (file still open) the replica did not converge:\n{}",
+            d.join("\n")
+        );
+    }
+}
+
+#[test]
+fn retries_that_succeed_do_not_make_the_exit_partial() {
+    let _g = serial();
+    let env = env_with(&[("other", b"o")]);
+    let mut live = Live::with(&env, "10m", "6s");
+    converge(&env);
+    let held = idle_open_writer(&env);
+    converge(&env);
+    let status = live.wait_exit(Duration::from_secs(20));
+    drop(held);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "a mirrored run did not exit 0"
+    );
+}
+
+// ---- 9. exit status after a partial initial pass ----
+
+const NOBODY: u32 = 65534;
+
+fn find_setpriv() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|d| d.join("setpriv"))
+        .find(|p| p.is_file())
+}
+
+/// A tree NOBODY can use, with a copy of the binary NOBODY can run and one SRC file
+/// (`secret`, mode 000) it cannot read; or why not.
+fn partial_env() -> Result<(Env, Command), String> {
+    if !is_root() {
+        return Err("needs root to make a file another user cannot read".into());
+    }
+    let setpriv = find_setpriv().ok_or("setpriv not found")?;
+    let env = env_with(&[("ok", b"ok"), ("d/fine", &bytes(2000, 27)), ("secret", b"s")]);
+    chmod(env.root(), 0o755);
+    for e in walkdir::WalkDir::new(&env.src) {
+        let e = e.unwrap();
+        chmod(e.path(), if e.file_type().is_dir() { 0o755 } else { 0o644 });
+    }
+    for d in [&env.rep, &env.logs] {
+        mkdir(d);
+        std::os::unix::fs::lchown(d, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    chmod(env.src.join("secret"), 0o000);
+    let bin = env.root().join("bin");
+    mkdir(&bin);
+    chmod(&bin, 0o755);
+    let exe = bin.join("replwatch");
+    fs::copy(env!("CARGO_BIN_EXE_replwatch"), &exe).unwrap();
+    chmod(&exe, 0o755);
+    let mut cmd = Command::new(setpriv);
+    cmd.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(&exe)
+        .arg("-s")
+        .arg(&env.src)
+        .arg("-r")
+        .arg(&env.rep)
+        .arg("-l")
+        .arg(&env.logs)
+        .args(["--debounce", "50ms", "-i", "1d", "-d", "5s"])
+        .env("NO_COLOR", "1");
+    Ok((env, cmd))
+}
+
+/// Run live as NOBODY for 5 s, doing `during` once it watches; returns the exit code.
+fn partial_run(during: impl FnOnce(&Env)) -> Option<Option<i32>> {
+    let (env, cmd) = match partial_env() {
+        Ok(x) => x,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return None;
+        }
+    };
+    let mut live = Live::spawn(&env, cmd);
+    live.wait_watching();
+    assert!(env.rep.join("ok").is_file() && !env.rep.join("secret").exists());
+    live.wait_log(&["secret", "Permission denied"], LOG_WAIT);
+    during(&env);
+    let status = live.wait_exit(Duration::from_secs(20));
+    Some(status.expect("did not exit at the end of --duration").code())
+}
+
+#[test]
+fn partial_initial_pass_exits_3() {
+    let _g = serial();
+    if let Some(code) = partial_run(|_| {}) {
+        assert_eq!(code, Some(3), "a run that never mirrored `secret` must exit 3");
+    }
+}
+
+#[test]
+fn partial_initial_pass_then_an_unrelated_event_still_exits_3() {
+    let _g = serial();
+    let code = partial_run(|env| {
+        write(env.src.join("new.txt"), b"new");
+        chmod(env.src.join("new.txt"), 0o644);
+        assert!(wait_until(CONVERGE, || env.rep.join("new.txt").is_file()));
+    });
+    if let Some(code) = code {
+        assert_eq!(
+            code,
+            Some(3),
+            "`secret` is still not mirrored: a later successful batch must not hide it"
+        );
+    }
+}
+
+#[test]
+fn partial_initial_pass_repaired_by_an_event_exits_0() {
+    let _g = serial();
+    let code = partial_run(|env| {
+        let secret = env.src.join("secret");
+        chmod(&secret, 0o644);
+        let now = filetime::FileTime::now();
+        filetime::set_file_times(&secret, now, now).unwrap();
+        assert!(
+            wait_until(CONVERGE, || fs::read(env.rep.join("secret"))
+                .is_ok_and(|c| c == b"s")),
+            "the readable `secret` was not mirrored"
+        );
+    });
+    if let Some(code) = code {
+        assert_eq!(code, Some(0), "every entry is mirrored now: exit 0");
+    }
+}
+
+// ---- 10. --max-delete and a directory rename ----
+
+fn big_dir_env() -> Env {
+    let env = Env::new();
+    for i in 0..10 {
+        write(env.src.join(format!("big/f{i}")), bytes(500 + i, i as u64));
+    }
+    write(env.src.join("other"), b"o");
+    env
+}
+
+fn max_delete_refusals(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.contains("max-delete"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn max_delete_lets_a_directory_rename_through_in_live_mode() {
+    let _g = serial();
+    let env = big_dir_env();
+    let live = Live::with_extra(&env, "3s", "5m", &["--max-delete", "5"]);
+    converge(&env);
+    mv(&env.src, "big", "big2");
+    converge(&env);
+    live.wait_log(&["action: rename", "path: big2"], LOG_WAIT);
+    // And no reconciliation after it refuses anything either.
+    let done = live.count_log(&["pass done", "trigger: reconcile"]);
+    assert!(
+        live.wait_log_count(&["pass done", "trigger: reconcile"], done + 1, LOG_WAIT),
+        "no reconciliation ran"
+    );
+    let refused = max_delete_refusals(&live.log_text());
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+}
+
+/// Done while not running, the same rename is a copy of 11 entries and a removal of 11:
+/// `--once` refuses it (exit 3) and changes nothing.
+#[test]
+fn max_delete_refuses_an_offline_directory_rename_in_once_mode() {
+    let env = big_dir_env();
+    env.once_ok();
+    mv(&env.src, "big", "big2");
+    let kept = fingerprint(&env.rep);
+    let out = env.cmd(&["--once", "--max-delete", "5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(fingerprint(&env.rep), kept, "a refused pass changed the replica");
+    assert!(!max_delete_refusals(&env.log_text()).is_empty());
+}
+
+/// `--dry-run` lists what apply would do: a rename, not the removal of the whole directory,
+/// and the look-ahead does not refuse it.
+#[test]
+fn dry_run_lists_a_directory_rename_as_a_rename() {
+    let _g = serial();
+    let env = big_dir_env();
+    env.once_ok();
+    let live = Live::with_extra(&env, "10m", "5m", &["--dry-run", "--max-delete", "5"]);
+    let kept = fingerprint(&env.rep);
+    mv(&env.src, "big", "big2");
+    assert!(
+        wait_until(LOG_WAIT, || live.stdout_text().contains("big2")),
+        "the dry run listed nothing for big2"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let out = live.stdout_text();
+    let removal: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("- ") && l.contains(" big ("))
+        .collect();
+    assert!(
+        removal.is_empty(),
+        "the dry run lists the rename as a removal: {removal:?}\n--- stdout\n{out}"
+    );
+    let refused = max_delete_refusals(&(live.log_text() + &out));
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    assert_eq!(fingerprint(&env.rep), kept, "the dry run changed the replica");
+}
+
+// ---- 11. a change made during a long reconciliation ----
+
+/// Whether the process has a directory or file below SRC open (a pass is walking it).
+fn walking(pid: u32, src: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|e| fs::read_link(e.path()).ok())
+        .any(|t| t.starts_with(src) && t != src)
+}
+
+#[test]
+fn change_during_a_long_reconciliation_is_mirrored_before_it_ends() {
+    let _g = serial();
+    let env = env_on_tmpfs();
+    many_files(&env.src, 1000, 100);
+    let mut live = Live::spawn(
+        &env,
+        env.cmd(&["--debounce", "50ms", "-i", "2s", "-d", "10m"]),
+    );
+    live.wait_watching_within(Duration::from_secs(120));
+    let pid = live.child.id();
+
+    // Wait for a reconciliation to start: a start record if the log has one, else the
+    // process walking SRC (it has a directory below SRC open) while nothing else happens.
+    let starts = |live: &Live| {
+        live.log_after_watching()
+            .iter()
+            .filter(|l| {
+                let l = l.to_lowercase();
+                l.contains("reconcil") && !l.contains("pass done") && !l.contains("path:")
+            })
+            .count()
+    };
+    let before = starts(&live);
+    let mut seen = false;
+    let end = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < end {
+        if starts(&live) > before || walking(pid, &env.src) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(seen, "no reconciliation started within 30 s");
+    let mark = live.log_text().lines().count();
+    write(env.src.join("hot.txt"), b"hot");
+
+    // Whichever comes first: hot.txt in REPLICA, or the end of that pass.
+    let pass_done = |live: &Live| {
+        live.log_text()
+            .lines()
+            .enumerate()
+            .skip(mark)
+            .find(|(_, l)| l.contains("pass done") && !l.contains("trigger: event"))
+            .map(|(i, l)| (i, l.to_owned()))
+    };
+    let mut in_replica_before_done = None;
+    wait_until(Duration::from_secs(60), || {
+        let done = pass_done(&live).is_some();
+        if in_replica_before_done.is_none() && env.rep.join("hot.txt").is_file() {
+            in_replica_before_done = Some(!done);
+        }
+        done && in_replica_before_done.is_some()
+    });
+    let (done_at, done_line) = pass_done(&live).expect("the reconciliation never ended");
+    let log = live.log_text();
+    let hot = log
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("path: hot.txt"))
+        .map(|(i, l)| (i, l.to_owned()));
+    let Some((hot_at, hot_line)) = hot else {
+        panic!("hot.txt was never mirrored");
+    };
+    assert!(
+        hot_line.contains("trigger: event") && hot_at < done_at,
+        "hot.txt, made while the pass ran, was not mirrored by an event before the pass \
+         ended\n  hot.txt: {hot_line}\n  pass:    {done_line}\n  \
+         (seen in the replica before the pass ended: {in_replica_before_done:?})",
+    );
+    assert_eq!(fs::read(env.rep.join("hot.txt")).unwrap(), b"hot");
+}
