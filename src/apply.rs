@@ -4,10 +4,10 @@
 //! a directory handle with symlinks refused on the last component, so nothing outside the
 //! replica can be reached.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 

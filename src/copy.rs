@@ -24,7 +24,7 @@ use crate::tempname::temp_name;
 pub const MAX_ATTEMPTS: u32 = 3;
 const CHUNK: usize = 16 << 20;
 /// How recent a change must be to suspect a write still in progress.
-const IN_FLIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+pub const IN_FLIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 /// Wait before retrying a file that changed under us (times the attempt number).
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 

@@ -114,7 +114,9 @@ pub fn run(
             pass_running: false,
             pass_wanted: None,
             during_pass: BTreeSet::new(),
-            pending: Pending::default(),
+            // A file still open for writing waits for its writes to pause, but no longer than
+            // an interval, nor than the window in which a write counts as in flight.
+            pending: Pending::new(config.interval.min(crate::copy::IN_FLIGHT_WINDOW)),
             refused: None,
             unsettled_reported: BTreeSet::new(),
             watching: false,
@@ -174,11 +176,12 @@ impl Live<'_> {
                 next_full = now + self.config.interval;
                 self.request_pass(Trigger::Reconcile);
             }
-            for due in self.pending.take_due(now, self.config.interval) {
+            for due in self.pending.take_due(now) {
                 if due.snapshot {
                     self.queue.snapshot(due.path);
                 } else {
-                    self.queue.dir(due.path.parent().map(PathBuf::from).unwrap_or_default());
+                    self.queue
+                        .dir(due.path.parent().map(PathBuf::from).unwrap_or_default());
                 }
                 self.first_event.get_or_insert(now);
             }
@@ -377,8 +380,10 @@ impl Live<'_> {
         };
         if self.paused.is_none() {
             match kind {
-                Paused::Source => error!(self.log, "source unavailable ({}); replica left as it is, waiting for the source to return", why;
-                    "action" => "pause", "source" => %self.config.source.display()),
+                Paused::Source => {
+                    error!(self.log, "source unavailable ({}); replica left as it is, waiting for the source to return", why;
+                    "action" => "pause", "source" => %self.config.source.display())
+                }
                 Paused::Replica => error!(self.log, "{}", why;
                     "action" => "pause", "replica" => %self.config.replica.display()),
             }

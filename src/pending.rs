@@ -30,6 +30,8 @@ struct Retry {
 pub struct Pending {
     failed: BTreeMap<PathBuf, String>,
     retry: BTreeMap<PathBuf, Retry>,
+    /// How long a file waits for its writes to pause before it is copied as a snapshot.
+    patience: Duration,
 }
 
 /// A retry that is due: the file, and whether it may be copied as a snapshot while its
@@ -50,6 +52,14 @@ fn parent(p: &Path) -> &Path {
 }
 
 impl Pending {
+    /// A file deferred for `patience` is next tried as a snapshot.
+    pub fn new(patience: Duration) -> Pending {
+        Pending {
+            patience,
+            ..Default::default()
+        }
+    }
+
     /// Nothing is known not mirrored.
     pub fn is_clean(&self) -> bool {
         self.failed.is_empty() && self.retry.is_empty()
@@ -74,7 +84,12 @@ impl Pending {
     /// A batch finished: it decided the entries of the directories it compared (and those
     /// directories themselves). `exists` says whether a path is still in SRC or REPLICA: a
     /// failure recorded for a path that is in neither is moot.
-    pub fn after_batch(&mut self, report: &PassReport, now: Instant, exists: impl Fn(&Path) -> bool) {
+    pub fn after_batch(
+        &mut self,
+        report: &PassReport,
+        now: Instant,
+        exists: impl Fn(&Path) -> bool,
+    ) {
         let compared = &report.compared;
         let decided = |p: &Path| compared.iter().any(|c| c == p || c == parent(p));
         self.failed.retain(|p, _| !decided(p) && exists(p));
@@ -92,7 +107,11 @@ impl Pending {
                 due: None,
             });
             r.attempts += 1;
-            r.due = Some(now + backoff(r.attempts));
+            r.due = Some(
+                (now + backoff(r.attempts))
+                    .min(r.since + self.patience)
+                    .max(now),
+            );
         }
     }
 
@@ -103,7 +122,8 @@ impl Pending {
 
     /// Take the retries due by `now` (each is queued once until the batch that tries it
     /// reports back). A file deferred for `patience` or more may be copied as a snapshot.
-    pub fn take_due(&mut self, now: Instant, patience: Duration) -> Vec<Due> {
+    pub fn take_due(&mut self, now: Instant) -> Vec<Due> {
+        let patience = self.patience;
         let mut out = Vec::new();
         for (p, r) in &mut self.retry {
             if r.due.is_some_and(|d| d <= now) {
@@ -183,12 +203,12 @@ mod tests {
     #[test]
     fn deferred_files_back_off_then_may_be_snapshots() {
         let t0 = Instant::now();
-        let mut p = Pending::default();
+        let mut p = Pending::new(Duration::from_secs(60));
         p.after_batch(&report(&[], &["log"], &[""]), t0, |_| true);
         assert_eq!(p.next_due(), Some(t0 + FIRST_RETRY));
-        assert!(p.take_due(t0, Duration::from_secs(60)).is_empty());
+        assert!(p.take_due(t0).is_empty());
         let t1 = t0 + FIRST_RETRY;
-        let due = p.take_due(t1, Duration::from_secs(60));
+        let due = p.take_due(t1);
         assert_eq!(
             due,
             vec![Due {
@@ -200,11 +220,25 @@ mod tests {
         p.after_batch(&report(&[], &["log"], &[""]), t1, |_| true);
         assert_eq!(p.next_due(), Some(t1 + FIRST_RETRY * 2));
         let late = t0 + Duration::from_secs(61);
-        assert!(p.take_due(late, Duration::from_secs(60))[0].snapshot);
+        assert!(p.take_due(late)[0].snapshot);
         assert_eq!(p.unsettled(late, Duration::from_secs(60)).len(), 1);
         // It landed: the batch compared its directory and did not defer it.
         p.after_batch(&report(&[], &[], &[""]), late, |_| true);
         assert!(p.is_clean());
+    }
+
+    #[test]
+    fn a_snapshot_is_tried_as_soon_as_patience_runs_out() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(Duration::from_secs(2));
+        for i in 0..5 {
+            let now = t0 + Duration::from_millis(900 * i);
+            p.take_due(now);
+            p.after_batch(&report(&[], &["db"], &[""]), now, |_| true);
+        }
+        assert!(p.next_due().unwrap() <= t0 + Duration::from_secs(4));
+        let due = p.take_due(t0 + Duration::from_secs(4));
+        assert!(due[0].snapshot);
     }
 
     #[test]

@@ -33,11 +33,9 @@ impl Batch {
     /// Is `dir` walked as part of a deep entry whose parent directory this batch compares
     /// anyway? Then comparing it again on its own is redundant.
     pub fn covered(&self, dir: &Path) -> bool {
-        dir.ancestors().any(|a| {
-            self.deep.contains(a) && a.parent().is_some_and(|p| self.dirs.contains(p))
-        })
+        dir.ancestors()
+            .any(|a| self.deep.contains(a) && a.parent().is_some_and(|p| self.dirs.contains(p)))
     }
-
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +134,15 @@ impl Queue {
 
     fn rename(&mut self, from: PathBuf, to: PathBuf, moved_to: Option<PathBuf>) {
         if self.full.is_some() {
+            return;
+        }
+        if self.batch.renames.last() == Some(&(to.clone(), from.clone())) {
+            // b -> a right after a -> b: a RENAME_EXCHANGE (two pairs, one after the other),
+            // or a swap back. Not a chain to compose: walk both names whole (what was queued
+            // under either is inside them).
+            self.batch.renames.pop();
+            self.tree(from);
+            self.tree(to);
             return;
         }
         if moved_to.as_ref() == Some(&to) {
@@ -248,6 +255,20 @@ mod tests {
             batch(&mut q).renames,
             vec![("a".into(), "c".into()), ("x".into(), "y".into())]
         );
+    }
+
+    #[test]
+    fn an_exchange_walks_both_names_whole() {
+        let mut q = Queue::default();
+        q.add(Hint::Dir("a/x".into()));
+        q.add(Hint::MovedTo("b".into()));
+        q.add(Hint::Rename("a".into(), "b".into()));
+        q.add(Hint::MovedTo("a".into()));
+        q.add(Hint::Rename("b".into(), "a".into()));
+        let b = batch(&mut q);
+        assert!(b.renames.is_empty());
+        assert_eq!(b.deep, set(&["a", "b"]));
+        assert!(b.dirs.contains(Path::new("")));
     }
 
     #[test]

@@ -106,7 +106,9 @@ impl Counters {
 
     /// Everything a finished pass or batch tells the run loop.
     pub fn report(&self) -> PassReport {
-        let take = |m: &Mutex<Vec<PathBuf>>| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()));
+        let take = |m: &Mutex<Vec<PathBuf>>| {
+            std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+        };
         PassReport {
             summary: self.summary(),
             failed: std::mem::take(&mut *self.failed.lock().unwrap_or_else(|e| e.into_inner())),

@@ -569,7 +569,11 @@ fn source_recreated_empty_then_filled() {
     // same), so the replica stays as it was...
     mkdir(&env.src);
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(!live.log_text().contains("source is back"), "{}", live.output());
+    assert!(
+        !live.log_text().contains("source is back"),
+        "{}",
+        live.output()
+    );
     assert_eq!(fs::read(env.rep.join("d/b")).unwrap(), b"b");
     // ...until it holds something again; then it is mirrored as it is.
     write(env.src.join("back"), b"back");

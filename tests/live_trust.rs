@@ -108,7 +108,9 @@ fn assert_untouched_for(root: &Path, kept: &str, span: Duration, what: &str) {
 
 /// A log line at warning level or above.
 fn is_problem(line: &str) -> bool {
-    [" WARN ", " ERRO ", " CRIT "].iter().any(|l| line.contains(l))
+    [" WARN ", " ERRO ", " CRIT "]
+        .iter()
+        .any(|l| line.contains(l))
 }
 
 /// A per-event debug record (`event, kind: ..., paths: [...]`).
@@ -189,7 +191,11 @@ fn window_rename_then_remove_dir() {
 #[test]
 fn window_second_rename_onto_the_same_target() {
     in_one_window(
-        &[("a", &bytes(1000, 3)), ("f", &bytes(2000, 4)), ("keep", b"k")],
+        &[
+            ("a", &bytes(1000, 3)),
+            ("f", &bytes(2000, 4)),
+            ("keep", b"k"),
+        ],
         |s| {
             mv(s, "a", "b");
             mv(s, "f", "b");
@@ -231,7 +237,11 @@ fn window_rename_chain_then_remove() {
 #[test]
 fn window_exchange_two_files() {
     prepared_then_in_one_window(
-        &[("a", &bytes(3000, 8)), ("b", &bytes(5000, 9)), ("keep", b"k")],
+        &[
+            ("a", &bytes(3000, 8)),
+            ("b", &bytes(5000, 9)),
+            ("keep", b"k"),
+        ],
         |s| {
             // Distinct old mtimes: each name must end up with the other's bytes and mtime.
             set_mtime(s.join("a"), 1_000_000_000, 1);
@@ -252,7 +262,11 @@ fn window_exchange_file_and_dir() {
 #[test]
 fn window_exchange_two_dirs() {
     in_one_window(
-        &[("da/x", &bytes(100, 11)), ("db/x", &bytes(200, 12)), ("db/y", b"y")],
+        &[
+            ("da/x", &bytes(100, 11)),
+            ("db/x", &bytes(200, 12)),
+            ("db/y", b"y"),
+        ],
         |s| exchange(&s.join("da"), &s.join("db")).unwrap(),
     );
 }
@@ -289,7 +303,11 @@ fn window_dir_moved_into_a_new_dir_of_its_old_name() {
 #[test]
 fn window_removed_then_renamed_onto_the_freed_name() {
     in_one_window(
-        &[("a", &bytes(900, 14)), ("b", &bytes(1900, 15)), ("keep", b"k")],
+        &[
+            ("a", &bytes(900, 14)),
+            ("b", &bytes(1900, 15)),
+            ("keep", b"k"),
+        ],
         |s| {
             rm(s, "a");
             mv(s, "b", "a");
@@ -622,9 +640,15 @@ fn git_history(src: &Path, rng: &mut Rng) -> Vec<String> {
         let d = format!("mod{next_dir}/sub{}", rng.below(3));
         next_dir += 1;
         for i in 0..20 {
-            write(src.join(&d).join(format!("file{i}.rs")), bytes(200 + i * 37, rng.next()));
+            write(
+                src.join(&d).join(format!("file{i}.rs")),
+                bytes(200 + i * 37, rng.next()),
+            );
         }
-        write(src.join(&d).join("deep/nested/leaf.txt"), bytes(64, rng.next()));
+        write(
+            src.join(&d).join("deep/nested/leaf.txt"),
+            bytes(64, rng.next()),
+        );
         dirs.push(d);
     };
     for _ in 0..8 {
@@ -710,37 +734,53 @@ fn overflow_five_times_in_a_row_converges_each_time() {
             return;
         }
     };
+    // Files are made in directories watched from the start: a directory made while the
+    // process is stopped has no watch yet, so what is made inside it queues no event.
     let env = env_with(&[("a", b"a"), ("d/b", b"b")]);
+    let dirs: Vec<PathBuf> = (0..4).map(|d| env.src.join(format!("w{d}"))).collect();
+    for d in &dirs {
+        mkdir(d);
+    }
     let live = Live::with(&env, "1d", "10m");
     converge(&env);
     for round in 0..5 {
         let before = live.count_log(&[FULL_PASS]);
-        // Nothing reads the inotify queue while the process is stopped.
+        // Nothing reads the inotify queue while the process is stopped: 2,000 creates (a
+        // create, a modify and a close each) overflow a queue of 256.
         live.signal(Signal::STOP);
         let made = (|| {
-            let dir = env.src.join(format!("burst{round}"));
-            fs::create_dir(&dir)?;
-            for i in 0..2000 {
-                fs::write(dir.join(format!("f{i:04}")), format!("{round}/{i}"))?;
-            }
-            // A directory made in the overflow, with a file: nothing tells the watcher.
-            fs::create_dir_all(dir.join("new/deeper"))?;
-            fs::write(dir.join("new/deeper/x"), "x")?;
-            if round > 0 {
-                // And deletions, which no event will report either.
-                fs::remove_dir_all(env.src.join(format!("burst{}/new", round - 1)))?;
+            for (d, dir) in dirs.iter().enumerate() {
                 for i in 0..500 {
-                    fs::remove_file(env.src.join(format!("burst{}/f{i:04}", round - 1)))?;
+                    fs::write(
+                        dir.join(format!("r{round}-{i:03}")),
+                        format!("{round}/{d}/{i}"),
+                    )?;
                 }
+                if round > 0 {
+                    // Deletions, which no event will report either.
+                    for i in 0..200 {
+                        fs::remove_file(dir.join(format!("r{}-{i:03}", round - 1)))?;
+                    }
+                }
+            }
+            // A directory made in the overflow, with files: nothing tells the watcher.
+            let fresh = env.src.join(format!("new{round}/deeper"));
+            fs::create_dir_all(&fresh)?;
+            fs::write(fresh.join("x"), "x")?;
+            if round > 0 {
+                fs::remove_dir_all(env.src.join(format!("new{}", round - 1)))?;
             }
             std::io::Result::Ok(())
         })();
         live.signal(Signal::CONT);
         made.unwrap();
-        assert!(
-            live.wait_log_count(&[FULL_PASS], before + 1, LOG_WAIT),
-            "round {round}: the overflow started no full pass"
-        );
+        if !live.wait_log_count(&[FULL_PASS], before + 1, LOG_WAIT) {
+            let log = live.log_text();
+            let echo: Vec<&str> = log.lines().filter(|l| l.contains("our own pass")).collect();
+            panic!(
+                "round {round}: the overflow started no full pass (taken for an echo: {echo:#?})"
+            );
+        }
         converge_within(&env, Duration::from_secs(30));
     }
     let echo: Vec<String> = live
@@ -780,10 +820,7 @@ fn reading_the_source_and_our_own_passes_produce_no_events() {
 
     // A reader going through every file and every directory of SRC.
     {
-        let live = Live::with_args(
-            &env,
-            &["--debounce", "50ms", "-i", "1d", "-d", "10m", "-v"],
-        );
+        let live = Live::with_args(&env, &["--debounce", "50ms", "-i", "1d", "-d", "10m", "-v"]);
         converge_within(&env, Duration::from_secs(30));
         for d in fs::read_dir(&env.src).unwrap() {
             let d = d.unwrap().path();
@@ -801,7 +838,12 @@ fn reading_the_source_and_our_own_passes_produce_no_events() {
         assert!(
             heard.is_empty(),
             "reading SRC produced events:\n{}",
-            heard.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+            heard
+                .iter()
+                .take(20)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         // The check above means something only if events are logged at all.
         write(env.src.join("probe.txt"), b"probe");
@@ -809,7 +851,8 @@ fn reading_the_source_and_our_own_passes_produce_no_events() {
         assert!(
             wait_until(LOG_WAIT, || {
                 let t = live.log_text() + &live.stdout_text();
-                t.lines().any(|l| is_event_record(l) && l.contains("probe.txt"))
+                t.lines()
+                    .any(|l| is_event_record(l) && l.contains("probe.txt"))
             }),
             "-v logs no event records: the check that reading SRC made none proves nothing"
         );
@@ -821,14 +864,22 @@ fn reading_the_source_and_our_own_passes_produce_no_events() {
     fs::remove_dir_all(&env.rep).unwrap();
     fs::remove_file(env.logs.join("replwatch.log")).unwrap();
     let live = Live::with_args(&env, &["--debounce", "50ms", "-i", "3s", "-d", "10m", "-v"]);
-    live.wait_log(&["pass done", "trigger: reconcile"], Duration::from_secs(30));
+    live.wait_log(
+        &["pass done", "trigger: reconcile"],
+        Duration::from_secs(30),
+    );
     let mut lines: Vec<String> = live.log_text().lines().map(str::to_owned).collect();
     lines.extend(live.stdout_text().lines().map(str::to_owned));
     let heard = noise(&lines);
     assert!(
         heard.is_empty(),
         "our own passes produced events:\n{}",
-        heard.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        heard
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     converge_within(&env, Duration::from_secs(30));
 }
@@ -1003,15 +1054,26 @@ fn replica_root_swapped(swap: impl FnOnce(&Env) -> PathBuf) {
     write(env.src.join("d/b"), bytes(3500, 25));
     rm(&env.src, "gone");
     // Past an event batch and a reconciliation.
-    assert_untouched_for(&elsewhere, &kept, Duration::from_secs(3), "the new REPLICA path");
+    assert_untouched_for(
+        &elsewhere,
+        &kept,
+        Duration::from_secs(3),
+        "the new REPLICA path",
+    );
     let status = live.wait_exit(Duration::from_secs(20));
-    assert_eq!(fingerprint(&elsewhere), kept, "the new REPLICA path was touched");
+    assert_eq!(
+        fingerprint(&elsewhere),
+        kept,
+        "the new REPLICA path was touched"
+    );
     let said = live
         .log_after_watching()
         .iter()
         .any(|l| is_problem(l) && l.to_lowercase().contains("replica"));
     assert!(said, "no warning or error names the replica");
-    let code = status.expect("did not exit at the end of --duration").code();
+    let code = status
+        .expect("did not exit at the end of --duration")
+        .code();
     assert!(
         code.is_some_and(|c| c != 0),
         "exited {code:?}: 0 claims the replica mirrors the source"
@@ -1158,7 +1220,11 @@ fn partial_env() -> Result<(Env, Command), String> {
         return Err("needs root to make a file another user cannot read".into());
     }
     let setpriv = find_setpriv().ok_or("setpriv not found")?;
-    let env = env_with(&[("ok", b"ok"), ("d/fine", &bytes(2000, 27)), ("secret", b"s")]);
+    let env = env_with(&[
+        ("ok", b"ok"),
+        ("d/fine", &bytes(2000, 27)),
+        ("secret", b"s"),
+    ]);
     chmod(env.root(), 0o755);
     for e in walkdir::WalkDir::new(&env.src) {
         let e = e.unwrap();
@@ -1206,14 +1272,22 @@ fn partial_run(during: impl FnOnce(&Env)) -> Option<Option<i32>> {
     live.wait_log(&["secret", "Permission denied"], LOG_WAIT);
     during(&env);
     let status = live.wait_exit(Duration::from_secs(20));
-    Some(status.expect("did not exit at the end of --duration").code())
+    Some(
+        status
+            .expect("did not exit at the end of --duration")
+            .code(),
+    )
 }
 
 #[test]
 fn partial_initial_pass_exits_3() {
     let _g = serial();
     if let Some(code) = partial_run(|_| {}) {
-        assert_eq!(code, Some(3), "a run that never mirrored `secret` must exit 3");
+        assert_eq!(
+            code,
+            Some(3),
+            "a run that never mirrored `secret` must exit 3"
+        );
     }
 }
 
@@ -1300,7 +1374,11 @@ fn max_delete_refuses_an_offline_directory_rename_in_once_mode() {
     let kept = fingerprint(&env.rep);
     let out = env.cmd(&["--once", "--max-delete", "5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    assert_eq!(fingerprint(&env.rep), kept, "a refused pass changed the replica");
+    assert_eq!(
+        fingerprint(&env.rep),
+        kept,
+        "a refused pass changed the replica"
+    );
     assert!(!max_delete_refusals(&env.log_text()).is_empty());
 }
 
@@ -1330,7 +1408,11 @@ fn dry_run_lists_a_directory_rename_as_a_rename() {
     );
     let refused = max_delete_refusals(&(live.log_text() + &out));
     assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
-    assert_eq!(fingerprint(&env.rep), kept, "the dry run changed the replica");
+    assert_eq!(
+        fingerprint(&env.rep),
+        kept,
+        "the dry run changed the replica"
+    );
 }
 
 // ---- 11. a change made during a long reconciliation ----
@@ -1381,6 +1463,7 @@ fn change_during_a_long_reconciliation_is_mirrored_before_it_ends() {
     assert!(seen, "no reconciliation started within 30 s");
     let mark = live.log_text().lines().count();
     write(env.src.join("hot.txt"), b"hot");
+    let made = Instant::now();
 
     // Whichever comes first: hot.txt in REPLICA, or the end of that pass.
     let pass_done = |live: &Live| {
@@ -1392,8 +1475,12 @@ fn change_during_a_long_reconciliation_is_mirrored_before_it_ends() {
             .map(|(i, l)| (i, l.to_owned()))
     };
     let mut in_replica_before_done = None;
+    let mut done_seen = None;
     wait_until(Duration::from_secs(60), || {
         let done = pass_done(&live).is_some();
+        if done && done_seen.is_none() {
+            done_seen = Some(made.elapsed());
+        }
         if in_replica_before_done.is_none() && env.rep.join("hot.txt").is_file() {
             in_replica_before_done = Some(!done);
         }
@@ -1413,7 +1500,8 @@ fn change_during_a_long_reconciliation_is_mirrored_before_it_ends() {
         hot_line.contains("trigger: event") && hot_at < done_at,
         "hot.txt, made while the pass ran, was not mirrored by an event before the pass \
          ended\n  hot.txt: {hot_line}\n  pass:    {done_line}\n  \
-         (seen in the replica before the pass ended: {in_replica_before_done:?})",
+         (seen in the replica before the pass ended: {in_replica_before_done:?}; the pass's \
+         end was logged {done_seen:?} after hot.txt was made)",
     );
     assert_eq!(fs::read(env.rep.join("hot.txt")).unwrap(), b"hot");
 }

@@ -225,7 +225,10 @@ pub fn converge(env: &Env) {
 #[track_caller]
 pub fn converge_within(env: &Env, deadline: Duration) {
     if let Err(d) = try_converge(env, deadline) {
-        panic!("replica did not converge in {deadline:?}:\n{}", d.join("\n"));
+        panic!(
+            "replica did not converge in {deadline:?}:\n{}",
+            d.join("\n")
+        );
     }
     assert_mirrored(&env.src, &env.rep);
 }
