@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use crate::copy::{self, CopyError, CopyOptions, gid, mtime_only, uid};
 use crate::entry::Kind;
 use crate::handle::open_child_dir;
-use crate::plan::{Action, MetaFix, PlanOptions, Reason, meta_fix};
+use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum};
 use crate::report::{Counters, Reporter, Tally};
 use crate::scan::{entry_from_stat, scan_dir, stat_entry};
 use crate::tempname::temp_name;
@@ -154,9 +154,10 @@ impl Applier<'_> {
         }
     }
 
-    /// `--checksum` on a same-size file: copy if the contents differ, else fix metadata.
+    /// `--checksum` on a same-size file: hash both, and carry out what the plan decides from
+    /// that (a copy, a metadata fix, or nothing).
     fn check_content(&self, dir: DirPair<'_>, name: &OsStr, path: &Path) -> Done {
-        let same = (|| -> io::Result<Option<MetaFix>> {
+        let decided = (|| -> io::Result<Option<Action>> {
             let src = copy::open_source(dir.src, name).map_err(|e| match e {
                 CopyError::Io(e) => e,
                 other => io::Error::new(io::ErrorKind::NotFound, other.to_string()),
@@ -164,26 +165,12 @@ impl Applier<'_> {
             let src_entry = entry_from_stat(name.to_owned(), &fstat(&src)?);
             let rep = copy::open_replica_file(dir.dst, name)?;
             let rep_entry = entry_from_stat(name.to_owned(), &fstat(&rep)?);
-            let equal = copy::hash_fd(src)? == copy::hash_fd(rep)?;
-            Ok(equal.then(|| meta_fix(&src_entry, &rep_entry, self.plan, true)))
+            let same = copy::hash_fd(src)? == copy::hash_fd(rep)?;
+            Ok(after_checksum(&src_entry, &rep_entry, same, self.plan))
         })();
-        match same {
-            Ok(Some(fix)) => {
-                if fix.is_empty() {
-                    return true;
-                }
-                match set_meta(dir.dst, name, &fix) {
-                    Ok(()) => {
-                        self.report(Tally::Meta, "meta", path, Kind::File, "metadata", 0);
-                        true
-                    }
-                    Err(e) => {
-                        self.reporter.fault(self.counters, "meta", path, &e);
-                        false
-                    }
-                }
-            }
-            Ok(None) => self.copy(dir, name, Reason::Changed, path),
+        match decided {
+            Ok(Some(action)) => self.apply(dir, &action),
+            Ok(None) => true,
             Err(e) => {
                 self.reporter.fault(self.counters, "checksum", path, &e);
                 false
@@ -251,17 +238,11 @@ impl Applier<'_> {
         }
     }
 
-    /// Set a replica directory's metadata from its source once everything in it is done.
-    /// `quiet` when this pass itself created or wrote into the directory: restamping its mtime
-    /// is then bookkeeping, not news.
-    pub fn finish_dir(&self, dir: DirPair<'_>, quiet: bool) {
-        let result = (|| -> io::Result<Option<MetaFix>> {
-            let src = entry_from_stat(Default::default(), &fstat(dir.src)?);
-            let rep = entry_from_stat(Default::default(), &fstat(dir.dst)?);
-            let fix = crate::plan::dir_meta(&src, &rep, self.plan);
-            if fix.is_empty() {
-                return Ok(None);
-            }
+    /// Set the metadata fix the plan decided for a replica directory once everything in it
+    /// is done. `quiet` when this pass itself created or wrote into the directory: restamping
+    /// its mtime is then bookkeeping, not news.
+    pub fn finish_dir(&self, dir: DirPair<'_>, fix: io::Result<MetaFix>, quiet: bool) {
+        let result = fix.and_then(|fix| {
             if let Some((u, g)) = fix.owner {
                 fchown(dir.dst, Some(uid(u)), Some(gid(g)))?;
             }
@@ -271,10 +252,10 @@ impl Applier<'_> {
             if let Some(t) = fix.mtime {
                 futimens(dir.dst, &mtime_only(t.sec, t.nsec as i64))?;
             }
-            Ok(Some(fix))
-        })();
+            Ok(fix)
+        });
         match result {
-            Ok(Some(_)) if !quiet => {
+            Ok(fix) if !fix.is_empty() && !quiet => {
                 self.report(Tally::Meta, "meta", dir.rel, Kind::Dir, "metadata", 0)
             }
             Ok(_) => {}

@@ -190,7 +190,9 @@ impl Live<'_> {
                 .is_some_and(|first| now >= first + self.config.debounce)
             {
                 self.first_event = None;
-                self.sync();
+                if !self.queue.is_empty() {
+                    self.sync();
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rustix::fs::fstat;
 use slog::{Logger, info, o, warn};
 
 use crate::apply::Applier;
@@ -25,11 +26,11 @@ use crate::copy::CopyOptions;
 use crate::entry::{Entry, Kind};
 use crate::exclude::Excludes;
 use crate::handle::{open_child_dir, open_dir_beneath};
-use crate::plan::{Action, PlanOptions, plan_dir, rename_matches};
+use crate::plan::{Action, PlanOptions, dir_meta, plan_dir, rename_matches};
 use crate::queue::Batch;
 use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
-use crate::scan::{Listing, scan_dir, stat_entry};
+use crate::scan::{Listing, entry_from_stat, scan_dir, stat_entry};
 use crate::sink::{DryRun, Sink, Target};
 use crate::tempname::is_temp_name;
 
@@ -303,7 +304,7 @@ impl Engine {
                 log: Logger::root(slog::Discard, o!()),
                 trigger,
             };
-            let look = DryRun::new(None, self.opts.plan);
+            let look = DryRun::new(None);
             self.walk(&look, &quiet, &Counters::default(), 0, batch, |w| {
                 body(w, &src, dst.as_ref())
             });
@@ -319,7 +320,7 @@ impl Engine {
             *c = Some(Arc::clone(&counters));
         }
         let dry_actions = if self.opts.dry_run {
-            let dry = DryRun::new(Some(&self.out), self.opts.plan);
+            let dry = DryRun::new(Some(&self.out));
             self.walk(&dry, &reporter, &counters, 0, batch, |w| {
                 body(w, &src, dst.as_ref())
             });
@@ -384,7 +385,8 @@ impl Engine {
                 let rx = Arc::new(Mutex::new(rx));
                 for _ in 0..workers {
                     let rx = Arc::clone(&rx);
-                    s.spawn(move || worker(sink, &rx));
+                    let plan = self.opts.plan;
+                    s.spawn(move || worker(sink, &rx, plan));
                 }
                 tx
             });
@@ -408,7 +410,7 @@ fn dup(fd: &OwnedFd) -> OwnedFd {
     fd.try_clone().expect("duplicate a directory handle")
 }
 
-fn worker(sink: &dyn Sink, rx: &Mutex<Receiver<Job>>) {
+fn worker(sink: &dyn Sink, rx: &Mutex<Receiver<Job>>, plan: PlanOptions) {
     loop {
         let job = match rx.lock() {
             Ok(rx) => rx.recv(),
@@ -418,14 +420,22 @@ fn worker(sink: &dyn Sink, rx: &Mutex<Receiver<Job>>) {
         for action in &job.actions {
             sink.apply(job.dir.target(), action);
         }
-        release(sink, &job.dir);
+        release(sink, &job.dir, plan);
     }
 }
 
-/// Drop one hold on a directory; the last one out sets its metadata.
-fn release(sink: &dyn Sink, dir: &DirState) {
+/// Drop one hold on a directory; the last one out has its metadata brought up to date, as the
+/// plan decides from the two directories as they are now (writing inside a directory changes
+/// its mtime, so this waits for the last operation in it).
+fn release(sink: &dyn Sink, dir: &DirState, plan: PlanOptions) {
     if dir.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-        sink.finish_dir(dir.target(), dir.touched.load(Ordering::Relaxed));
+        let Some(dst) = &dir.dst else { return };
+        let fix = (|| {
+            let src = entry_from_stat(OsString::new(), &fstat(&dir.src)?);
+            let rep = entry_from_stat(OsString::new(), &fstat(dst)?);
+            Ok(dir_meta(&src, &rep, plan))
+        })();
+        sink.finish_dir(dir.target(), fix, dir.touched.load(Ordering::Relaxed));
     }
 }
 
@@ -522,7 +532,7 @@ impl Walk<'_> {
                 });
             }
         }
-        release(self.sink, &state);
+        release(self.sink, &state, self.ctx.plan);
     }
 
     /// Hand a batch of copies to the workers (or do it here if they are gone).
@@ -582,7 +592,7 @@ impl Walk<'_> {
                     let state = new_state(src, dst, rel, task.fresh);
                     match dst_list {
                         Some(dst_list) => self.dir(state, src_list, dst_list, true),
-                        None => release(self.sink, &state),
+                        None => release(self.sink, &state, self.ctx.plan),
                     }
                 }
                 // Never delete on the strength of a failed scan: the subtree is left alone.

@@ -268,6 +268,27 @@ pub fn dir_meta(src: &Entry, rep: &Entry, opts: PlanOptions) -> MetaFix {
     meta_fix(src, rep, opts, true)
 }
 
+/// What a `--checksum` comparison of two same-size files decides once both were hashed: a
+/// copy when the contents differ, else only the metadata that differs (if any).
+pub fn after_checksum(
+    src: &Entry,
+    rep: &Entry,
+    same_content: bool,
+    opts: PlanOptions,
+) -> Option<Action> {
+    if !same_content {
+        return Some(Action::CopyFile {
+            name: src.name.clone(),
+            reason: Reason::Changed,
+        });
+    }
+    let fix = meta_fix(src, rep, opts, true);
+    (!fix.is_empty()).then(|| Action::SetMeta {
+        name: src.name.clone(),
+        fix,
+    })
+}
+
 /// Can a rename seen in SRC be mirrored by renaming the replica entry? Only when the entry
 /// the replica holds under the old name is what SRC now holds under the new one, so nothing
 /// needs copying: same kind, and for a file the same size and mtime, for a symlink the same
@@ -495,5 +516,25 @@ mod tests {
         assert!(rename_matches(&l, &m));
         m.target = Some("y".into());
         assert!(!rename_matches(&l, &m));
+    }
+
+    #[test]
+    fn a_checksum_decides_copy_or_metadata() {
+        let opts = PlanOptions {
+            checksum: true,
+            owner: false,
+        };
+        let mut src = Entry::new("f", Kind::File);
+        let rep = src.clone();
+        assert_eq!(after_checksum(&src, &rep, true, opts), None);
+        assert!(matches!(
+            after_checksum(&src, &rep, false, opts),
+            Some(Action::CopyFile { .. })
+        ));
+        src.mode = 0o600;
+        assert!(matches!(
+            after_checksum(&src, &rep, true, opts),
+            Some(Action::SetMeta { .. })
+        ));
     }
 }

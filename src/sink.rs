@@ -3,19 +3,18 @@
 //! look-ahead cannot drift from what a real pass does.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::fstat;
 
 use crate::apply::{Applier, DirPair, Done};
 use crate::entry::Kind;
 use crate::handle::open_child_dir;
-use crate::plan::{Action, PlanOptions, Reason, dir_meta};
-use crate::scan::{entry_from_stat, scan_dir};
+use crate::plan::{Action, MetaFix, Reason};
+use crate::scan::scan_dir;
 
 /// A directory pair as the walk sees it. `dst` is `None` only in a dry run, for a replica
 /// directory that a real pass would have created.
@@ -36,8 +35,10 @@ pub trait Sink: Sync {
     fn prepare_dir(&self, dir: Target<'_>);
     /// Carry out (or report) one planned action in `dir`.
     fn apply(&self, dir: Target<'_>, action: &Action) -> Done;
-    /// Bring `dir`'s own metadata up to date once everything in it is done.
-    fn finish_dir(&self, dir: Target<'_>, quiet: bool);
+    /// Carry out (or report) the metadata fix the plan decided for `dir` once everything in
+    /// it is done (or the error that kept it from being decided). `quiet` when this pass
+    /// wrote in the directory: restamping its mtime is then bookkeeping, not news.
+    fn finish_dir(&self, dir: Target<'_>, fix: io::Result<MetaFix>, quiet: bool);
     /// Rename a replica entry; `false` makes the caller fall back to copy + delete.
     fn rename(
         &self,
@@ -77,7 +78,7 @@ impl Sink for Applier<'_> {
         }
     }
 
-    fn finish_dir(&self, dir: Target<'_>, quiet: bool) {
+    fn finish_dir(&self, dir: Target<'_>, fix: io::Result<MetaFix>, quiet: bool) {
         if let Some(dst) = dir.dst {
             Applier::finish_dir(
                 self,
@@ -86,6 +87,7 @@ impl Sink for Applier<'_> {
                     dst,
                     rel: dir.rel,
                 },
+                fix,
                 quiet,
             );
         }
@@ -106,17 +108,15 @@ impl Sink for Applier<'_> {
 /// output it only counts removals (the look-ahead behind `--max-delete`).
 pub struct DryRun<'a> {
     pub out: Option<&'a Mutex<Box<dyn Write + Send>>>,
-    pub plan: PlanOptions,
     /// Replica entries that would be removed, counting everything inside removed dirs.
     pub removals: AtomicU64,
     pub actions: AtomicU64,
 }
 
 impl<'a> DryRun<'a> {
-    pub fn new(out: Option<&'a Mutex<Box<dyn Write + Send>>>, plan: PlanOptions) -> Self {
+    pub fn new(out: Option<&'a Mutex<Box<dyn Write + Send>>>) -> Self {
         DryRun {
             out,
-            plan,
             removals: AtomicU64::new(0),
             actions: AtomicU64::new(0),
         }
@@ -195,20 +195,12 @@ impl Sink for DryRun<'_> {
         true
     }
 
-    fn finish_dir(&self, dir: Target<'_>, quiet: bool) {
-        let Some(dst) = dir.dst else { return };
-        if quiet {
-            return;
-        }
-        if let (Ok(s), Ok(d)) = (fstat(dir.src), fstat(dst)) {
-            let fix = dir_meta(
-                &entry_from_stat(Default::default(), &s),
-                &entry_from_stat(Default::default(), &d),
-                self.plan,
-            );
-            if !fix.is_empty() {
-                self.line('~', "meta", dir.rel, &describe_fix(&fix));
-            }
+    fn finish_dir(&self, dir: Target<'_>, fix: io::Result<MetaFix>, quiet: bool) {
+        if let Ok(fix) = fix
+            && !quiet
+            && !fix.is_empty()
+        {
+            self.line('~', "meta", dir.rel, &describe_fix(&fix));
         }
     }
 
@@ -227,7 +219,7 @@ impl Sink for DryRun<'_> {
     }
 }
 
-fn describe_fix(fix: &crate::plan::MetaFix) -> String {
+fn describe_fix(fix: &MetaFix) -> String {
     let mut parts = Vec::new();
     if let Some(m) = fix.mode {
         parts.push(format!("mode {m:04o}"));

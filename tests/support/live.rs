@@ -185,8 +185,9 @@ impl Drop for Live {
             let _ = kill_process(self.pid(), Signal::KILL);
             let _ = self.child.wait();
         }
-        // A failing test shows what the process logged.
-        if std::thread::panicking() {
+        // A failing test shows what the process logged (any test, with
+        // REPLWATCH_TEST_SHOW_LOG=1 and --nocapture).
+        if std::thread::panicking() || std::env::var_os("REPLWATCH_TEST_SHOW_LOG").is_some() {
             eprintln!("{}", self.output());
         }
     }
