@@ -2,9 +2,6 @@
 
 use std::process::ExitCode;
 
-use crate::pass::PassError;
-use crate::roots::SourceProblem;
-
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -25,20 +22,6 @@ impl Outcome {
             Outcome::Fatal => 1,
             Outcome::BadInput => 2,
             Outcome::Partial => 3,
-        }
-    }
-
-    /// What a pass that did not run means for the exit status: a guard that refused it
-    /// (an empty source, `--max-delete`, an interrupted pass) is partial; a root that cannot
-    /// be used is fatal.
-    pub fn of_pass_error(e: &PassError) -> Outcome {
-        match e {
-            PassError::Source(SourceProblem::Empty)
-            | PassError::TooManyDeletes { .. }
-            | PassError::Stopped => Outcome::Partial,
-            PassError::Source(_) | PassError::Replica(_) | PassError::ReplicaMoved(_) => {
-                Outcome::Fatal
-            }
         }
     }
 

@@ -1,7 +1,23 @@
 //! replwatch: keep a replica folder an exact one-way mirror of a source folder.
 //!
-//! Data flows one way: `scan` reads a directory, `plan` decides (purely), `apply` writes, and
-//! `pass` drives them over a tree or a single path; `run` loops passes and watcher events.
+//! Data flows one way:
+//!
+//! ```text
+//! cli -> config ----------------------------------------------> run -> exit code
+//!                                                                |
+//!   --once: pass::Engine::full_pass        live: watch -> queue -> pass::Engine::sync_batch
+//!                 |                                 (+ full passes on a thread of their own)
+//!   roots (SRC identity, held REPLICA) checked before anything is done
+//!                 |
+//!   walk: scan both sides of a directory -> plan (pure: every decision) -> sink
+//!                 |                                               |
+//!   exec: copy workers, directory metadata last          apply (the only writer) | dry run
+//!                 |
+//!   report: counters, faults, what is left not mirrored -> pending (live) -> exit
+//! ```
+//!
+//! `main` parses, validates and maps the outcome to an exit code; nothing else lives there.
+//! Modules the binary and the tests use are public; the walk's internals are not.
 
 pub mod apply;
 pub mod cli;
@@ -11,6 +27,7 @@ pub mod docs;
 pub mod duration;
 pub mod entry;
 pub mod exclude;
+mod exec;
 pub mod exit;
 pub mod handle;
 pub mod live;
@@ -26,4 +43,5 @@ pub mod run;
 pub mod scan;
 pub mod sink;
 pub mod tempname;
+mod walk;
 pub mod watch;

@@ -1,38 +1,30 @@
-//! Driving scan -> plan -> apply over a tree (a full pass) or over a few paths (watcher
-//! events).
-//!
-//! The walk goes directory by directory, so memory is bounded by the largest directory and
-//! the depth, never the whole tree. File copies go to a small pool of workers so both cores
-//! are busy and scanning overlaps copying. A directory's own metadata is set by whoever
-//! finishes the last operation inside it (writing into a directory changes its mtime).
-//! Decisions go to a [`Sink`]: `apply` for a real pass, a dry run for `--dry-run` and for the
-//! `--max-delete` look-ahead.
+//! A pass's lifecycle: the engine holds the roots and options of a run, checks SRC and REPLICA
+//! before anything is done, and runs a full pass or a batch of watcher work through the right
+//! sink: `apply` for a real pass, a dry run for `--dry-run`, and a silent dry run first as the
+//! `--max-delete` look-ahead. The walking itself is `walk`'s, the threads `exec`'s.
 
-use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rustix::fs::fstat;
-use slog::{Logger, info, o, warn};
+use slog::{Logger, info, o};
 
 use crate::apply::Applier;
 use crate::config::Config;
 use crate::copy::CopyOptions;
-use crate::entry::{Entry, Kind};
 use crate::exclude::Excludes;
-use crate::handle::{open_child_dir, open_dir_beneath};
-use crate::plan::{Action, PlanOptions, dir_meta, plan_dir, rename_matches};
+use crate::exit::Outcome;
+use crate::exec::{dup, new_state};
+use crate::plan::PlanOptions;
 use crate::queue::Batch;
 use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
-use crate::scan::{Listing, entry_from_stat, scan_dir, stat_entry};
-use crate::sink::{DryRun, Sink, Target};
-use crate::tempname::is_temp_name;
+use crate::scan::scan_dir;
+use crate::sink::{DryRun, Sink};
+use crate::walk::{self, Body, Ctx, Walk};
 
 /// Everything a pass needs to know, fixed for the run.
 #[derive(Clone, Debug)]
@@ -87,6 +79,22 @@ impl std::fmt::Display for PassError {
 
 impl std::error::Error for PassError {}
 
+impl PassError {
+    /// What a pass that did not run means for the exit status: a guard that refused it (an
+    /// empty source, `--max-delete`, an interrupted pass) is partial; a root that cannot be
+    /// used is fatal.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            PassError::Source(SourceProblem::Empty)
+            | PassError::TooManyDeletes { .. }
+            | PassError::Stopped => Outcome::Partial,
+            PassError::Source(_) | PassError::Replica(_) | PassError::ReplicaMoved(_) => {
+                Outcome::Fatal
+            }
+        }
+    }
+}
+
 /// The roots and options of a run; passes and path syncs are made from it.
 pub struct Engine {
     /// SRC's path and the identity it must keep.
@@ -101,76 +109,6 @@ pub struct Engine {
     /// The running pass's counters, for a progress display.
     pub current: Mutex<Option<Arc<Counters>>>,
 }
-
-/// A directory pair being worked on. Holding it open keeps every write inside the replica
-/// directory that was opened, whatever is renamed or swapped in above it meanwhile.
-struct DirState {
-    src: OwnedFd,
-    /// `None` only in a dry run, where a directory to be created does not exist yet.
-    dst: Option<OwnedFd>,
-    rel: PathBuf,
-    /// Operations still running in this directory, plus one held by the walker.
-    pending: AtomicUsize,
-    /// This pass created the directory or wrote in it: its metadata fix is bookkeeping.
-    touched: AtomicBool,
-}
-
-impl DirState {
-    fn target(&self) -> Target<'_> {
-        Target {
-            src: self.src.as_fd(),
-            dst: self.dst.as_ref().map(|d| d.as_fd()),
-            rel: &self.rel,
-        }
-    }
-}
-
-struct Task {
-    parent: Arc<DirState>,
-    name: OsString,
-    /// Created by this pass.
-    fresh: bool,
-    /// Scan and plan its contents; otherwise only its own metadata is brought up to date.
-    scan: bool,
-}
-
-/// Copies for one worker: several files of one directory at once, so the two workers mostly
-/// create files in different directories (creating in the same one serialises them on its
-/// lock: 22 % of CPU on ext4) and hand-offs between threads are per batch, not per file.
-struct Job {
-    dir: Arc<DirState>,
-    actions: Vec<Action>,
-}
-
-/// A batch is sent when it holds this many files...
-const BATCH_FILES: usize = 32;
-/// ...or this many bytes (a big file travels alone, so the pool stays balanced).
-const BATCH_BYTES: u64 = 4 << 20;
-
-/// What a walk needs besides its sink.
-struct Ctx<'a> {
-    reporter: &'a Reporter,
-    counters: &'a Counters,
-    plan: PlanOptions,
-    excludes: &'a Excludes,
-    stop: &'a AtomicBool,
-}
-
-struct Walk<'a> {
-    sink: &'a dyn Sink,
-    ctx: Ctx<'a>,
-    jobs: Option<SyncSender<Job>>,
-    stack: Vec<Task>,
-    /// The batch being synced, if this is not a full pass: which entries to walk whole.
-    batch: Option<&'a Batch>,
-    /// Renames a sink that does not write (dry run, look-ahead) counted as done: later
-    /// listings of the replica are read as if they had happened, so the rename is not also
-    /// counted as a removal and a creation. (from, to, the replica entry moved.)
-    moved: Vec<(PathBuf, PathBuf, Entry)>,
-}
-
-/// The work of one pass or batch, run once as a look-ahead and once for real.
-type Body<'b> = dyn Fn(&mut Walk<'_>, &OwnedFd, Option<&OwnedFd>) + 'b;
 
 impl Engine {
     /// Record SRC's identity and open REPLICA (creating it unless this is a dry run).
@@ -362,7 +300,6 @@ impl Engine {
         Ok(report)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         sink: &dyn Sink,
@@ -372,352 +309,13 @@ impl Engine {
         batch: Option<&Batch>,
         body: impl FnOnce(&mut Walk<'_>),
     ) {
-        let ctx = || Ctx {
+        let ctx = Ctx {
             reporter,
             counters,
             plan: self.opts.plan,
             excludes: &self.opts.excludes,
             stop: &self.stop,
         };
-        std::thread::scope(|s| {
-            let jobs = (workers > 0).then(|| {
-                let (tx, rx) = sync_channel::<Job>(256);
-                let rx = Arc::new(Mutex::new(rx));
-                for _ in 0..workers {
-                    let rx = Arc::clone(&rx);
-                    let plan = self.opts.plan;
-                    s.spawn(move || worker(sink, &rx, plan));
-                }
-                tx
-            });
-            let mut walk = Walk {
-                sink,
-                ctx: ctx(),
-                jobs,
-                stack: Vec::new(),
-                batch,
-                moved: Vec::new(),
-            };
-            body(&mut walk);
-            // Dropping the sender ends the workers once the queue is empty; the scope joins.
-        });
+        walk::walk(sink, ctx, workers, batch, body);
     }
-}
-
-fn dup(fd: &OwnedFd) -> OwnedFd {
-    // The walk takes ownership of its directory handles; the roots stay open for the next
-    // path of a batch. A `dup` of an open fd fails only when out of descriptors.
-    fd.try_clone().expect("duplicate a directory handle")
-}
-
-fn worker(sink: &dyn Sink, rx: &Mutex<Receiver<Job>>, plan: PlanOptions) {
-    loop {
-        let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
-        for action in &job.actions {
-            sink.apply(job.dir.target(), action);
-        }
-        release(sink, &job.dir, plan);
-    }
-}
-
-/// Drop one hold on a directory; the last one out has its metadata brought up to date, as the
-/// plan decides from the two directories as they are now (writing inside a directory changes
-/// its mtime, so this waits for the last operation in it).
-fn release(sink: &dyn Sink, dir: &DirState, plan: PlanOptions) {
-    if dir.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-        let Some(dst) = &dir.dst else { return };
-        let fix = (|| {
-            let src = entry_from_stat(OsString::new(), &fstat(&dir.src)?);
-            let rep = entry_from_stat(OsString::new(), &fstat(dst)?);
-            Ok(dir_meta(&src, &rep, plan))
-        })();
-        sink.finish_dir(dir.target(), fix, dir.touched.load(Ordering::Relaxed));
-    }
-}
-
-impl Walk<'_> {
-    fn fault(&self, what: &'static str, rel: &Path, e: &io::Error) {
-        self.ctx.reporter.fault(self.ctx.counters, what, rel, e);
-    }
-
-    /// Leave excluded entries out of both listings (neither copied nor deleted). Temp files
-    /// of ours are never excluded: a crashed run's leftovers must still be cleaned.
-    fn exclude(&self, rel: &Path, src: &mut Listing, dst: &mut Listing) {
-        let ex = self.ctx.excludes;
-        if ex.is_empty() {
-            return;
-        }
-        let out = |name: &OsStr, dir: bool| ex.excludes(&rel.join(name), dir);
-        src.entries.retain(|e| !out(&e.name, e.kind == Kind::Dir));
-        src.errors.retain(|(n, _)| !out(n, false));
-        dst.entries
-            .retain(|e| is_temp_name(&e.name) || !out(&e.name, e.kind == Kind::Dir));
-    }
-
-    /// Plan and apply one directory pair's listings, and queue its subdirectories: all of
-    /// them when `deep`, else only those this call creates (a new directory is always walked
-    /// whole: files made in it before its watch existed have no events).
-    fn dir(&mut self, state: Arc<DirState>, mut src: Listing, mut dst: Listing, deep: bool) {
-        self.exclude(&state.rel, &mut src, &mut dst);
-        self.overlay(&state.rel, &mut dst);
-        let c = &self.ctx;
-        if self.batch.is_some()
-            && let Ok(mut compared) = c.counters.compared.lock()
-        {
-            compared.push(state.rel.clone());
-        }
-        c.counters
-            .scanned
-            .fetch_add(src.entries.len() as u64, Ordering::Relaxed);
-        let mut keep = Vec::with_capacity(src.errors.len());
-        for (name, err) in src.errors {
-            c.reporter
-                .fault(c.counters, "scan", &state.rel.join(&name), &err);
-            keep.push(name);
-        }
-        let actions = plan_dir(&src.entries, &dst.entries, &keep, c.plan);
-        if !actions.is_empty() {
-            state.touched.store(true, Ordering::Relaxed);
-            self.sink.prepare_dir(state.target());
-        }
-        let mut failed: Vec<&OsString> = Vec::new();
-        let mut made: Vec<&OsString> = Vec::new();
-        let mut batch = Vec::new();
-        let mut batch_bytes = 0u64;
-        for action in &actions {
-            match action {
-                Action::CopyFile { name, .. } | Action::CheckContent { name } => {
-                    if self.jobs.is_none() {
-                        self.sink.apply(state.target(), action);
-                        continue;
-                    }
-                    batch_bytes += src
-                        .entries
-                        .binary_search_by(|e| e.name.as_os_str().cmp(name))
-                        .map_or(0, |i| src.entries[i].size);
-                    batch.push(action.clone());
-                    if batch.len() >= BATCH_FILES || batch_bytes >= BATCH_BYTES {
-                        self.send(&state, std::mem::take(&mut batch));
-                        batch_bytes = 0;
-                    }
-                }
-                _ => {
-                    let ok = self.sink.apply(state.target(), action);
-                    match (ok, action) {
-                        (false, _) => failed.push(action.name()),
-                        (true, Action::MakeDir { name, .. }) => made.push(name),
-                        _ => {}
-                    }
-                }
-            }
-        }
-        if !batch.is_empty() {
-            self.send(&state, batch);
-        }
-        for e in src.entries.iter().rev() {
-            if e.kind == Kind::Dir && !failed.contains(&&e.name) {
-                let fresh = made.contains(&&e.name);
-                let queued_deep = self
-                    .batch
-                    .is_some_and(|b| b.deep.contains(&state.rel.join(&e.name)));
-                self.stack.push(Task {
-                    parent: Arc::clone(&state),
-                    fresh,
-                    scan: deep || fresh || queued_deep,
-                    name: e.name.clone(),
-                });
-            }
-        }
-        release(self.sink, &state, self.ctx.plan);
-    }
-
-    /// Hand a batch of copies to the workers (or do it here if they are gone).
-    fn send(&self, state: &Arc<DirState>, actions: Vec<Action>) {
-        let Some(tx) = &self.jobs else { return };
-        state.pending.fetch_add(1, Ordering::AcqRel);
-        let job = Job {
-            dir: Arc::clone(state),
-            actions,
-        };
-        if let Err(back) = tx.send(job) {
-            for action in &back.0.actions {
-                self.sink.apply(state.target(), action);
-            }
-            state.pending.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-
-    /// Work through queued subdirectories, depth first.
-    fn drain(&mut self) {
-        while let Some(task) = self.stack.pop() {
-            if self.ctx.stop.load(Ordering::Relaxed) {
-                self.stack.clear();
-                return;
-            }
-            let rel = task.parent.rel.join(&task.name);
-            let opened = (|| {
-                let src = open_child_dir(&task.parent.src, &task.name)
-                    .map_err(|e| ("open source dir", e))?;
-                let dst = match &task.parent.dst {
-                    Some(parent) => match open_child_dir(parent, &task.name) {
-                        Ok(d) => Some(d),
-                        // Only a dry run gets here: the directory was not really made (or
-                        // not really renamed there).
-                        Err(e)
-                            if e.kind() == io::ErrorKind::NotFound
-                                && (task.fresh || !self.sink.writes()) =>
-                        {
-                            None
-                        }
-                        Err(e) => return Err(("open replica dir", e)),
-                    },
-                    None => None,
-                };
-                if !task.scan {
-                    return Ok((src, Listing::default(), dst, None));
-                }
-                let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
-                let dst_list = match &dst {
-                    Some(d) => scan_dir(d).map_err(|e| ("scan replica", e))?,
-                    None => Listing::default(),
-                };
-                Ok::<_, (&'static str, io::Error)>((src, src_list, dst, Some(dst_list)))
-            })();
-            match opened {
-                Ok((src, src_list, dst, dst_list)) => {
-                    let state = new_state(src, dst, rel, task.fresh);
-                    match dst_list {
-                        Some(dst_list) => self.dir(state, src_list, dst_list, true),
-                        None => release(self.sink, &state, self.ctx.plan),
-                    }
-                }
-                // Never delete on the strength of a failed scan: the subtree is left alone.
-                Err((what, e)) if e.kind() == io::ErrorKind::NotFound => {
-                    warn!(self.ctx.reporter.log, "{} vanished during the pass: {}", what, rel.display();
-                        "path" => %rel.display());
-                }
-                Err((what, e)) => self.fault(what, &rel, &e),
-            }
-        }
-    }
-
-    /// Compare one SRC-relative directory with its replica: both listings, planned and
-    /// applied as in a full pass; subdirectories get their own metadata checked, and new ones
-    /// (or ones the batch walks whole) are walked. Where the directory is missing on either
-    /// side, the deepest ancestor present on both is compared instead: what is missing is then
-    /// created whole or removed from there.
-    fn compare(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path) {
-        let comps = components(rel);
-        let mut depth = comps.len();
-        let (src, dst) = loop {
-            let p: PathBuf = comps[..depth].iter().collect();
-            match (
-                open_dir_beneath(src_root, &p),
-                open_dir_beneath(dst_root, &p),
-            ) {
-                (Ok(s), Ok(d)) => break (s, d),
-                (Err(e), _) | (_, Err(e)) if depth == 0 => {
-                    self.fault("open root", Path::new(""), &e);
-                    return;
-                }
-                _ => depth -= 1,
-            }
-        };
-        let base: PathBuf = comps[..depth].iter().collect();
-        let lists = (|| {
-            let s = scan_dir(&src).map_err(|e| ("scan", e))?;
-            let d = scan_dir(&dst).map_err(|e| ("scan replica", e))?;
-            Ok::<_, (&'static str, io::Error)>((s, d))
-        })();
-        match lists {
-            Ok((sl, dl)) => self.dir(new_state(src, Some(dst), base, false), sl, dl, false),
-            Err((what, e)) => self.fault(what, &base, &e),
-        }
-    }
-
-    /// Mirror a rename seen in SRC as a rename in REPLICA when the plan says the replica
-    /// entry under the old name is what SRC now holds under the new one (no recopy). If not,
-    /// or if the rename fails, nothing happens here: comparing both directories, which the
-    /// batch does next, copies and removes what it must.
-    fn rename(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, from: &Path, to: &Path) {
-        let ex = self.ctx.excludes;
-        let (Some((from_dir, from_name)), Some((to_dir, to_name))) = (split(from), split(to))
-        else {
-            return;
-        };
-        let found = (|| {
-            let src_dir = open_dir_beneath(src_root, &to_dir).ok()?;
-            let now = stat_entry(&src_dir, to_name).ok()??;
-            let is_dir = now.kind == Kind::Dir;
-            if ex.excludes(from, is_dir) || ex.excludes(to, is_dir) {
-                return None;
-            }
-            let dst_from = open_dir_beneath(dst_root, &from_dir).ok()?;
-            let dst_to = open_dir_beneath(dst_root, &to_dir).ok()?;
-            let old = stat_entry(&dst_from, from_name).ok()??;
-            rename_matches(&old, &now).then_some((dst_from, dst_to, old))
-        })();
-        let Some((dst_from, dst_to, old)) = found else {
-            return;
-        };
-        let done = self.sink.rename(
-            (dst_from.as_fd(), from_name),
-            (dst_to.as_fd(), to_name),
-            (from, to),
-            old.kind,
-        );
-        if done && !self.sink.writes() {
-            self.moved.push((from.to_path_buf(), to.to_path_buf(), old));
-        }
-    }
-
-    /// Read a replica listing as if the renames a non-writing sink counted had happened.
-    fn overlay(&self, rel: &Path, dst: &mut Listing) {
-        for (from, to, entry) in &self.moved {
-            if let Some((dir, name)) = split(from)
-                && dir == rel
-            {
-                dst.entries.retain(|e| e.name != name);
-            }
-            if let Some((dir, name)) = split(to)
-                && dir == rel
-            {
-                dst.entries.retain(|e| e.name != name);
-                let mut e = entry.clone();
-                e.name = name.to_os_string();
-                let at = dst.entries.partition_point(|x| x.name < e.name);
-                dst.entries.insert(at, e);
-            }
-        }
-    }
-}
-
-fn components(rel: &Path) -> Vec<&OsStr> {
-    rel.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Parent and name of a non-root relative path.
-fn split(rel: &Path) -> Option<(PathBuf, &OsStr)> {
-    let comps = components(rel);
-    let (name, parent) = comps.split_last()?;
-    Some((parent.iter().collect(), name))
-}
-
-fn new_state(src: OwnedFd, dst: Option<OwnedFd>, rel: PathBuf, touched: bool) -> Arc<DirState> {
-    Arc::new(DirState {
-        src,
-        dst,
-        rel,
-        pending: AtomicUsize::new(1),
-        touched: AtomicBool::new(touched),
-    })
 }

@@ -23,7 +23,7 @@ pub fn run(config: &Config, log: &Logger) -> Outcome {
         Ok(e) => e,
         Err(e) => {
             error!(log, "{}", e);
-            return Outcome::of_pass_error(&e);
+            return e.outcome();
         }
     };
     let (tx, rx) = std::sync::mpsc::channel();
@@ -73,7 +73,7 @@ fn once(engine: &Engine, log: &Logger) -> Outcome {
         }
         Err(e) => {
             error!(log, "{}", e);
-            Outcome::of_pass_error(&e)
+            e.outcome()
         }
     }
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use crate::apply::{Applier, DirPair, Done};
 use crate::entry::Kind;
 use crate::handle::open_child_dir;
