@@ -19,29 +19,29 @@
 //! `main` parses, validates and maps the outcome to an exit code; nothing else lives there.
 //! Modules the binary and the tests use are public; the walk's internals are not.
 
-pub mod apply;
+mod apply;
 pub mod cli;
 pub mod config;
-pub mod copy;
+mod copy;
 pub mod docs;
-pub mod duration;
+mod duration;
 pub mod entry;
-pub mod exclude;
+mod exclude;
 mod exec;
 pub mod exit;
-pub mod handle;
-pub mod live;
+mod handle;
+mod live;
 pub mod log;
-pub mod pass;
-pub mod pending;
+mod pass;
+mod pending;
 pub mod plan;
-pub mod progress;
-pub mod queue;
-pub mod report;
-pub mod roots;
+mod progress;
+mod queue;
+mod report;
+mod roots;
 pub mod run;
-pub mod scan;
-pub mod sink;
+mod scan;
+mod sink;
 pub mod tempname;
 mod walk;
-pub mod watch;
+mod watch;

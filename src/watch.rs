@@ -142,11 +142,10 @@ pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
         .collect()
 }
 
-/// A running watcher on SRC; dropping it stops it.
-pub enum Watch {
-    Inotify(notify::RecommendedWatcher),
-    /// For network and FUSE filesystems, which deliver no events.
-    Poll(notify::PollWatcher),
+/// A running watcher on SRC (inotify, or the poller for network and FUSE filesystems, which
+/// deliver no events); dropping it stops it.
+pub struct Watch {
+    _watcher: Box<dyn Watcher + Send>,
 }
 
 /// How to watch.
@@ -181,18 +180,15 @@ pub fn start<M: Send + 'static>(
     let handler = move |r: notify::Result<Event>| {
         let _ = tx.send(wrap(r));
     };
-    let (watch, result) = match backend {
-        Backend::Inotify => {
-            let mut w = notify::RecommendedWatcher::new(handler, config)?;
-            let r = w.watch(root, RecursiveMode::Recursive);
-            (Watch::Inotify(w), r)
-        }
-        Backend::Poll(every) => {
-            let mut w = notify::PollWatcher::new(handler, config.with_poll_interval(every))?;
-            let r = w.watch(root, RecursiveMode::Recursive);
-            (Watch::Poll(w), r)
-        }
+    let mut watcher: Box<dyn Watcher + Send> = match backend {
+        Backend::Inotify => Box::new(notify::RecommendedWatcher::new(handler, config)?),
+        Backend::Poll(every) => Box::new(notify::PollWatcher::new(
+            handler,
+            config.with_poll_interval(every),
+        )?),
     };
+    let result = watcher.watch(root, RecursiveMode::Recursive);
+    let watch = Watch { _watcher: watcher };
     match result {
         Ok(()) => Ok(Started {
             watch,
