@@ -64,7 +64,7 @@ impl From<io::Error> for CopyError {
 impl std::fmt::Display for CopyError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CopyError::Vanished => f.write_str("source vanished"),
+            CopyError::Vanished => f.write_str("vanished during the pass"),
             CopyError::Unstable => write!(
                 f,
                 "source kept changing while being copied ({MAX_ATTEMPTS} attempts); left for the next pass"
@@ -74,6 +74,15 @@ impl std::fmt::Display for CopyError {
             ),
             CopyError::Stopped => f.write_str("stopped"),
             CopyError::Io(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CopyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CopyError::Io(e) => Some(e),
+            _ => None,
         }
     }
 }

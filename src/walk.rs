@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 
-use slog::warn;
-
 use crate::entry::{Entry, Kind};
 use crate::exclude::Excludes;
 use crate::exec::{BATCH_BYTES, BATCH_FILES, DirState, Job, new_state, release, with_workers};
@@ -244,10 +242,14 @@ impl Walk<'_> {
                         None => release(self.sink, &state, self.ctx.plan),
                     }
                 }
-                // Never delete on the strength of a failed scan: the subtree is left alone.
+                // Never delete on the strength of a failed scan: the subtree is left alone. One
+                // rule for whatever vanishes between being listed and being acted on, file or
+                // directory: the pass could not do what it planned, so it is a fault (exit 3,
+                // like rsync's 24), and the next look at its directory mirrors it as gone.
                 Err((what, e)) if e.kind() == io::ErrorKind::NotFound => {
-                    warn!(self.ctx.reporter.log, "{} vanished during the pass: {}", what, rel.display();
-                        "path" => %rel.display());
+                    let c = &self.ctx;
+                    c.reporter
+                        .fault_msg(c.counters, what, &rel, "vanished during the pass");
                 }
                 Err((what, e)) => self.fault(what, &rel, &e),
             }
