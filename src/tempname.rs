@@ -12,12 +12,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 const MARK: &[u8] = b".replwatch-";
 const SUFFIX: &[u8] = b".tmp";
 const RANDOM_LEN: usize = 6;
-/// Longest part of the original name kept in a temp name: 255 minus the fixed parts.
-const MAX_KEPT: usize = 255 - 1 - MARK.len() - RANDOM_LEN - SUFFIX.len();
+/// Longest part of the original name kept in a temp name, in bytes. Short, so the temp name
+/// fits every filesystem's limit (255 bytes on ext4, 255 UTF-16 units on exFAT and NTFS)
+/// whatever the target's length, and cut on a character boundary (a UTF-8 sequence cut in
+/// two is an invalid name, EILSEQ, on exFAT and NTFS).
+const MAX_KEPT: usize = 48;
 
-/// A fresh temp name for `target`. `salt` makes retries differ.
+/// The first `max` bytes of `name` or fewer, never ending inside a UTF-8 sequence.
+fn cut(name: &[u8], max: usize) -> &[u8] {
+    let mut end = name.len().min(max);
+    // A continuation byte (0b10xx_xxxx) at `end` means a character straddles the cut.
+    while end > 0 && end < name.len() && name[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// A fresh temp name for `target`.
 pub fn temp_name(target: &OsStr) -> OsString {
-    let kept = &target.as_bytes()[..target.len().min(MAX_KEPT)];
+    let kept = cut(target.as_bytes(), MAX_KEPT);
     let mut out = Vec::with_capacity(kept.len() + 24);
     out.push(b'.');
     out.extend_from_slice(kept);
@@ -98,6 +111,16 @@ mod tests {
         let t = temp_name(&long);
         assert!(t.len() <= 255);
         assert!(is_temp_name(&t));
+    }
+
+    #[test]
+    fn multibyte_names_are_cut_on_a_character_boundary() {
+        for name in ["é".repeat(127), "日本語".repeat(28), format!("a{}", "é".repeat(120))] {
+            let t = temp_name(OsStr::new(&name));
+            let text = std::str::from_utf8(t.as_bytes()).expect("valid UTF-8 temp name");
+            assert!(text.encode_utf16().count() <= 255 && t.len() <= 255, "{text}");
+            assert!(is_temp_name(&t));
+        }
     }
 
     #[test]
