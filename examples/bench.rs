@@ -18,21 +18,74 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clap::builder::RangedU64ValueParser;
+use clap::{Parser, ValueEnum};
 use common::*;
 
-const USAGE: &str = "usage: cargo run --release --example bench -- [--dir PATH] [--rounds N] \
-[--scale] [--quick] [--only W1,W2,W3] [--bin PATH] [--no-build] [--keep]
+/// One-shot throughput of `replwatch --once` against rsync, `cp -a` and a `find` floor.
+///
+/// Seeded trees are generated under a scratch dir (tmpfs at /dev/shm by default; --dir to
+/// measure a disk). Every workload runs one untimed warm-up of each tool (the page cache is
+/// warm for all), then N interleaved rounds (A B C A B C ...); the table shows medians. The
+/// report on stdout is markdown, ready for the README; progress goes to stderr.
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    override_usage = "cargo run --release --example bench -- [OPTIONS]"
+)]
+struct Opts {
+    /// Scratch base [default: /dev/shm when it exists (tmpfs), else the temp dir]
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
 
-  --dir PATH    scratch base (default /dev/shm when it exists: tmpfs)
-  --rounds N    timed rounds per tool after one warm-up (default 3)
-  --quick       small trees (2,000 files, 1 x 8 MiB): a sanity check
-  --scale       also W4: 1,000,000 files of 1-4 KiB in 100,000 dirs (W1, W2, live
-                start-up); needs ~11 GB of tmpfs (or --dir on a disk)
-  --only LIST   run only these of W1,W2,W3,W4
-  --bin PATH    measure this replwatch binary instead of building target/release/replwatch
-  --no-build    do not run `cargo build --release --bin replwatch` first
-  --keep        keep the scratch dir with the W1 source (src), replwatch's replica of it
-                (synced) and the W3 churned source (w3-src)";
+    /// Timed rounds per tool after one warm-up
+    #[arg(long, value_name = "N", default_value_t = 3,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    rounds: usize,
+
+    /// Small trees (2,000 files, 1 x 8 MiB): a sanity check
+    #[arg(long)]
+    quick: bool,
+
+    /// Also W4: 1,000,000 files of 1-4 KiB in 100,000 dirs (W1, W2, live start-up); needs
+    /// ~11 GB of tmpfs (or --dir on a disk)
+    #[arg(long)]
+    scale: bool,
+
+    /// Run only these workloads (comma-separated)
+    #[arg(long, value_name = "LIST", value_delimiter = ',', ignore_case = true)]
+    only: Vec<Wl>,
+
+    /// Measure this replwatch binary instead of building target/release/replwatch
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+
+    /// Do not run `cargo build --release --bin replwatch` first
+    #[arg(long)]
+    no_build: bool,
+
+    /// Keep the scratch dir with the W1 source (src), replwatch's replica of it (synced) and
+    /// the W3 churned source (w3-src)
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The workloads `--only` can pick.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Wl {
+    /// Initial copy into an empty replica
+    #[value(name = "W1")]
+    W1,
+    /// No change: the pair already in sync
+    #[value(name = "W2")]
+    W2,
+    /// Churn: 1 % rewritten, 1 % deleted, 1 % new, one big file appended
+    #[value(name = "W3")]
+    W3,
+    /// At scale: a million files (what --scale adds)
+    #[value(name = "W4")]
+    W4,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tool {
@@ -253,11 +306,12 @@ fn interleaved(
 
 /// Whether `dst` mirrors `src` (paths, types, sizes, modes, mtimes, bytes), as a note.
 fn verify(what: &str, src: &Path, dst: &Path, contents: bool) -> String {
-    let note = match compare_trees(src, dst, contents) {
-        Ok((0, _)) => format!("{what}: result verified identical to the source"),
-        Ok((n, first)) => format!(
-            "{what}: **result differs from the source in {n} entries**, e.g. {}",
-            first.join("; ")
+    let note = match try_tree_diff(src, dst, contents) {
+        Ok(d) if d.is_empty() => format!("{what}: result verified identical to the source"),
+        Ok(d) => format!(
+            "{what}: **result differs from the source in {} entries**, e.g. {}",
+            d.len(),
+            first_differences(&d)
         ),
         Err(e) => format!("{what}: **cannot compare trees: {e}**"),
     };
@@ -293,33 +347,22 @@ fn changes(summary: &str) -> u64 {
 
 fn main() {
     run_helper_if_asked();
-    let mut args = Args::from_env();
-    let quick = args.flag("--quick");
-    let scale = args.flag("--scale");
-    let keep = args.flag("--keep");
-    let no_build = args.flag("--no-build");
-    let rounds: usize = args
-        .value("--rounds")
-        .map(|v| v.parse().unwrap_or_else(|_| die("--rounds takes a number")))
-        .unwrap_or(3);
-    let base = args
-        .value("--dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_base);
-    let explicit_bin = args.value("--bin").map(PathBuf::from);
-    let only: Vec<String> = args
-        .value("--only")
-        .map(|v| v.split(',').map(|s| s.trim().to_uppercase()).collect())
-        .unwrap_or_default();
-    args.finish(USAGE);
-    if rounds == 0 {
-        die("--rounds must be at least 1");
-    }
-    let wanted = |id: &str| {
+    let Opts {
+        dir,
+        rounds,
+        quick,
+        scale,
+        only,
+        bin: explicit_bin,
+        no_build,
+        keep,
+    } = Opts::parse();
+    let base = dir.unwrap_or_else(default_base);
+    let wanted = |id: Wl| {
         if only.is_empty() {
-            id != "W4" || scale
+            id != Wl::W4 || scale
         } else {
-            only.iter().any(|o| o == id)
+            only.contains(&id)
         }
     };
     for tool in ["rsync", "cp", "find", "sync"] {
@@ -385,7 +428,7 @@ fn main() {
         header,
         "- {}; {} timed rounds per tool, interleaved, after one untimed warm-up \
          run of each tool (page cache warm for all){}",
-        if wanted("W1") || wanted("W2") || wanted("W3") {
+        if wanted(Wl::W1) || wanted(Wl::W2) || wanted(Wl::W3) {
             format!("tree: {} (seed {})", spec.describe(), spec.seed)
         } else {
             "W4 only".to_string()
@@ -411,7 +454,7 @@ fn main() {
     eprintln!("{header}");
 
     let src = scratch.join("src");
-    if wanted("W1") || wanted("W2") || wanted("W3") {
+    if wanted(Wl::W1) || wanted(Wl::W2) || wanted(Wl::W3) {
         let t = Instant::now();
         generate(&src, &spec).unwrap_or_else(|e| die(&format!("generate: {e}")));
         eprintln!(
@@ -431,16 +474,16 @@ fn main() {
     // The in-sync replica W2 and W3 start from: replwatch's own W1 result.
     let synced = scratch.join("synced");
 
-    if wanted("W1") {
+    if wanted(Wl::W1) {
         done.push(w1(&ctx, &src, &synced, &spec, true));
     }
-    if (wanted("W2") || wanted("W3")) && !synced.exists() {
+    if (wanted(Wl::W2) || wanted(Wl::W3)) && !synced.exists() {
         ctx.run(Tool::Replwatch, &src, &synced);
     }
-    if wanted("W2") {
+    if wanted(Wl::W2) {
         done.push(w2(&ctx, &src, &synced));
     }
-    if wanted("W3") {
+    if wanted(Wl::W3) {
         done.push(w3(&ctx, &src, &synced, &spec));
     }
     if !keep {
@@ -448,7 +491,7 @@ fn main() {
         remove_tree(&src);
     }
     let mut live = None;
-    if wanted("W4") {
+    if wanted(Wl::W4) {
         let (w1s, w2s, l) = w4(&ctx);
         done.push(w1s);
         done.push(w2s);

@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo run --release --example latency -- [--debounce 50ms] [--dir PATH] [--bin PATH]
-//!     [--no-build] [--keep]
+//!     [--no-build] [--idle SECS] [--keep]
 //! ```
 //!
 //! Without `--debounce` it measures the default (200ms, no flag passed) and then 50ms.
@@ -24,17 +24,46 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use common::*;
 
-const USAGE: &str = "usage: cargo run --release --example latency -- [--debounce 50ms] \
-[--dir PATH] [--bin PATH] [--no-build] [--keep] [--idle SECS]
+/// Live-mode latency: how long after a change in SRC the replica shows it, and what an idle
+/// watcher costs.
+///
+/// The report on stdout is markdown; progress goes to stderr.
+#[derive(Parser)]
+#[command(
+    name = "latency",
+    override_usage = "cargo run --release --example latency -- [OPTIONS]"
+)]
+struct Opts {
+    /// Measure only this debounce, passed to replwatch as `--debounce` and read the way it
+    /// reads it (50ms, 1s; a bare number is minutes) [default: both the default 200ms and
+    /// 50ms]
+    #[arg(long, value_name = "T", value_parser = parse_duration)]
+    debounce: Option<Duration>,
 
-  --debounce T  measure only this debounce (default: both the default 200ms and 50ms)
-  --dir PATH    scratch base (default /dev/shm when it exists: tmpfs)
-  --bin PATH    measure this replwatch binary instead of building target/release/replwatch
-  --no-build    do not run `cargo build --release --bin replwatch` first
-  --idle SECS   idle CPU window (default 10)
-  --keep        keep the scratch trees";
+    /// Scratch base [default: /dev/shm when it exists (tmpfs), else the temp dir]
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+
+    /// Measure this replwatch binary instead of building target/release/replwatch
+    #[arg(long, value_name = "PATH")]
+    bin: Option<PathBuf>,
+
+    /// Do not run `cargo build --release --bin replwatch` first
+    #[arg(long)]
+    no_build: bool,
+
+    /// Idle CPU window, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    idle: f64,
+
+    /// Keep the scratch trees
+    #[arg(long)]
+    keep: bool,
+}
 
 const PER_KIND: usize = 50;
 const SMALL: usize = 8 << 10;
@@ -150,27 +179,30 @@ struct Burst {
 
 fn main() {
     run_helper_if_asked();
-    let mut args = Args::from_env();
-    let keep = args.flag("--keep");
-    let no_build = args.flag("--no-build");
-    let base = args
-        .value("--dir")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_base);
-    let explicit_bin = args.value("--bin").map(PathBuf::from);
-    let one = args.value("--debounce");
-    let idle: f64 = args
-        .value("--idle")
-        .map(|v| v.parse().unwrap_or_else(|_| die("--idle takes seconds")))
-        .unwrap_or(10.0);
-    args.finish(USAGE);
+    let Opts {
+        debounce,
+        dir,
+        bin: explicit_bin,
+        no_build,
+        idle,
+        keep,
+    } = Opts::parse();
+    if !(idle.is_finite() && idle >= 0.0) {
+        Opts::command()
+            .error(
+                ErrorKind::ValueValidation,
+                "--idle takes a number of seconds",
+            )
+            .exit();
+    }
+    let base = dir.unwrap_or_else(default_base);
 
-    let setups: Vec<Setup> = match one {
-        Some(v) => {
-            let d = parse_duration(&v).unwrap_or_else(|| die("--debounce: e.g. 50ms"));
+    let setups: Vec<Setup> = match debounce {
+        Some(d) => {
+            let text = humantime::format_duration(d).to_string();
             vec![Setup {
-                label: v.clone(),
-                flag: Some(v),
+                label: text.clone(),
+                flag: Some(text),
                 debounce: d,
             }]
         }
@@ -567,12 +599,7 @@ fn count_files(dir: &Path) -> io::Result<usize> {
     let mut n = 0;
     for e in fs::read_dir(dir)? {
         let e = e?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            continue;
-        }
-        if e.file_type()?.is_file() {
+        if e.file_type()?.is_file() && !replwatch::tempname::is_temp_name(&e.file_name()) {
             n += 1;
         }
     }
@@ -582,16 +609,17 @@ fn count_files(dir: &Path) -> io::Result<usize> {
 fn verify_eventually(src: &Path, rep: &Path, within: Duration) -> String {
     let t0 = Instant::now();
     loop {
-        match compare_trees(src, rep, true) {
-            Ok((0, _)) => {
+        match try_tree_diff(src, rep, true) {
+            Ok(d) if d.is_empty() => {
                 return "after the bursts the whole replica was verified identical to the \
-                        source (paths, sizes, modes, mtimes, bytes)"
+                        source (paths, types, sizes, modes, mtimes, bytes; owners when root)"
                     .into();
             }
-            Ok((n, first)) if t0.elapsed() > within => {
+            Ok(d) if t0.elapsed() > within => {
                 return format!(
-                    "**after the bursts the replica still differs in {n} entries**, e.g. {}",
-                    first.join("; ")
+                    "**after the bursts the replica still differs in {} entries**, e.g. {}",
+                    d.len(),
+                    first_differences(&d)
                 );
             }
             Err(e) if t0.elapsed() > within => return format!("**cannot compare: {e}**"),

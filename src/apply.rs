@@ -17,7 +17,8 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
-use crate::copy::{self, CopyError, CopyOptions, gid, mtime_only, uid};
+use crate::copy::{self, CopyError, CopyOptions, gid, uid};
+use crate::fscaps::times;
 use crate::entry::Kind;
 use crate::handle::open_child_dir;
 use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum};
@@ -70,9 +71,14 @@ impl Applier<'_> {
                 target,
                 reason,
             } => self.symlink(dir, name, target, *reason, &path),
-            Action::SetMeta { name, fix } => set_meta(dir.dst, name, fix).map(|()| {
+            Action::SetMeta { name, fix } => set_meta(dir.dst, name, fix, self.copy.set_atime).map(|()| {
                 self.report(Tally::Meta, "meta", &path, Kind::File, "metadata", 0);
             }),
+            Action::Unsupported { why, .. } => {
+                self.reporter
+                    .unsupported(self.counters, &path, &why.to_string());
+                Ok(())
+            }
             Action::SkipSpecial { .. } => {
                 self.reporter.skipped(
                     self.counters,
@@ -206,7 +212,7 @@ impl Applier<'_> {
                     AtFlags::SYMLINK_NOFOLLOW,
                 )?;
             }
-            let t = mtime_only(src.mtime.sec, src.mtime.nsec as i64);
+            let t = times(src.mtime.sec, src.mtime.nsec as i64, self.copy.set_atime);
             utimensat(dir.dst, &tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;
             renameat(dir.dst, &tmp, dir.dst, name)?;
             Ok(())
@@ -250,7 +256,7 @@ impl Applier<'_> {
                 fchmod(dir.dst, Mode::from_raw_mode(mode))?;
             }
             if let Some(t) = fix.mtime {
-                futimens(dir.dst, &mtime_only(t.sec, t.nsec as i64))?;
+                futimens(dir.dst, &times(t.sec, t.nsec as i64, self.copy.set_atime))?;
             }
             Ok(fix)
         });
@@ -300,7 +306,7 @@ fn verb(action: &Action) -> &'static str {
         Action::CopyFile { .. } | Action::CheckContent { .. } => "copy",
         Action::Symlink { .. } => "symlink",
         Action::SetMeta { .. } => "meta",
-        Action::SkipSpecial { .. } => "skip",
+        Action::SkipSpecial { .. } | Action::Unsupported { .. } => "skip",
     }
 }
 
@@ -313,7 +319,12 @@ fn exists_as_dir(dir: BorrowedFd<'_>, name: &OsStr, err: Errno) -> Result<(), Er
 }
 
 /// Set metadata on a replica entry without following it if it is a symlink.
-pub fn set_meta(dir: BorrowedFd<'_>, name: &OsStr, fix: &MetaFix) -> io::Result<()> {
+pub fn set_meta(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    fix: &MetaFix,
+    set_atime: bool,
+) -> io::Result<()> {
     if let Some((u, g)) = fix.owner {
         chownat(
             dir,
@@ -330,7 +341,7 @@ pub fn set_meta(dir: BorrowedFd<'_>, name: &OsStr, fix: &MetaFix) -> io::Result<
         utimensat(
             dir,
             name,
-            &mtime_only(t.sec, t.nsec as i64),
+            &times(t.sec, t.nsec as i64, set_atime),
             AtFlags::SYMLINK_NOFOLLOW,
         )?;
     }

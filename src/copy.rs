@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{
-    AtFlags, Mode, OFlags, Stat, Timespec, Timestamps, UTIME_OMIT, copy_file_range, fchmod, fchown,
+    AtFlags, Mode, OFlags, Stat, copy_file_range, fchmod, fchown,
     fstat, fsync, futimens, openat, renameat, statat, unlinkat,
 };
 use rustix::io::Errno;
@@ -32,6 +32,11 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 pub struct CopyOptions {
     pub owner: bool,
     pub fsync: bool,
+    /// The permission bits to set (none where the replica keeps none; without setuid, setgid
+    /// and sticky where it refuses them: the bytes matter more than the bits).
+    pub mode_mask: u32,
+    /// Set the access time with the mtime (where an mtime set alone does not stick).
+    pub set_atime: bool,
 }
 
 /// Why a copy did not land, beyond plain I/O errors.
@@ -186,13 +191,19 @@ pub fn copy_file(
         if opts.owner {
             fchown(&out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
         }
-        fchmod(
-            &out,
-            Mode::from_raw_mode((before.st_mode as u32 & 0o7777) as _),
-        )?;
+        if opts.mode_mask != 0 {
+            fchmod(
+                &out,
+                Mode::from_raw_mode((before.st_mode as u32 & opts.mode_mask) as _),
+            )?;
+        }
         futimens(
             &out,
-            &mtime_only(before.st_mtime as i64, before.st_mtime_nsec as i64),
+            &crate::fscaps::times(
+                before.st_mtime as i64,
+                before.st_mtime_nsec as i64,
+                opts.set_atime,
+            ),
         )?;
         if opts.fsync {
             fsync(&out)?;
@@ -311,18 +322,6 @@ pub fn hash_fd(fd: OwnedFd) -> io::Result<blake3::Hash> {
     }
 }
 
-pub fn mtime_only(sec: i64, nsec: i64) -> Timestamps {
-    Timestamps {
-        last_access: Timespec {
-            tv_sec: 0,
-            tv_nsec: UTIME_OMIT,
-        },
-        last_modification: Timespec {
-            tv_sec: sec,
-            tv_nsec: nsec,
-        },
-    }
-}
 
 pub fn uid(raw: u32) -> rustix::fs::Uid {
     rustix::fs::Uid::from_raw(raw)

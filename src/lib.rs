@@ -28,6 +28,7 @@ mod duration;
 pub mod entry;
 mod exclude;
 mod exec;
+mod fscaps;
 pub mod exit;
 mod handle;
 mod live;

@@ -18,7 +18,8 @@ use crate::copy::CopyOptions;
 use crate::exclude::Excludes;
 use crate::exec::{dup, new_state};
 use crate::exit::Outcome;
-use crate::plan::PlanOptions;
+use crate::fscaps::Caps;
+use crate::plan::{PlanOptions, mode_kept};
 use crate::queue::Batch;
 use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
@@ -79,6 +80,32 @@ impl std::fmt::Display for PassError {
 
 impl std::error::Error for PassError {}
 
+/// Find out what REPLICA's filesystem holds, and say once what will not be mirrored there. A
+/// replica that cannot be probed (a dry run without one, a read-only one) is taken to hold
+/// everything: what fails then fails per entry, and is reported.
+fn probe_replica(replica: &ReplicaRoot, as_root: bool, log: &Logger) -> Caps {
+    let Ok(Some(root)) = replica.check() else {
+        return Caps::default();
+    };
+    match crate::fscaps::probe(root, as_root) {
+        Ok(caps) => {
+            let losses = caps.losses(as_root);
+            let fs = crate::fscaps::fs_type(root);
+            if losses.is_empty() {
+                slog::debug!(log, "replica filesystem keeps everything"; "fs" => %fs);
+            } else {
+                slog::warn!(log, "REPLICA is on {}: {}; these are not mirrored", fs, losses.join(", ");
+                    "action" => "filesystem", "fs" => %fs);
+            }
+            caps
+        }
+        Err(e) => {
+            slog::debug!(log, "cannot probe the replica filesystem"; "error" => %e);
+            Caps::default()
+        }
+    }
+}
+
 impl PassError {
     /// What a pass that did not run means for the exit status: a guard that refused it (an
     /// empty source, `--max-delete`, an interrupted pass) is partial; a root that cannot be
@@ -106,6 +133,8 @@ pub struct Engine {
     pub stop: Arc<AtomicBool>,
     /// Where `--dry-run` prints its itemized actions.
     pub out: Mutex<Box<dyn Write + Send>>,
+    /// Entries reported as not mirrorable so far (each is logged once per run).
+    noted: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
     /// The running pass's counters, for a progress display.
     pub current: Mutex<Option<Arc<Counters>>>,
 }
@@ -118,17 +147,22 @@ impl Engine {
             .map_err(|e| PassError::Source(SourceProblem::Gone(e)))?;
         let replica =
             ReplicaRoot::open(&config.replica, !config.dry_run).map_err(PassError::Replica)?;
+        let caps = probe_replica(&replica, owner, log);
+        let plan = PlanOptions {
+            checksum: config.checksum,
+            owner: owner && caps.owner,
+            caps,
+        };
         Ok(Engine {
             source,
             replica,
             opts: SyncOptions {
-                plan: PlanOptions {
-                    checksum: config.checksum,
-                    owner,
-                },
+                plan,
                 copy: CopyOptions {
-                    owner,
+                    owner: plan.owner,
                     fsync: config.fsync,
+                    mode_mask: if caps.perms { mode_kept(plan) } else { 0 },
+                    set_atime: caps.set_atime,
                 },
                 workers: config.workers,
                 allow_empty_source: config.allow_empty_source,
@@ -140,6 +174,7 @@ impl Engine {
             log: log.clone(),
             stop,
             out: Mutex::new(Box::new(io::stdout())),
+            noted: Arc::default(),
             current: Mutex::new(None),
         })
     }
@@ -178,6 +213,7 @@ impl Engine {
         Reporter {
             log: self.log.clone(),
             trigger,
+            noted: Arc::clone(&self.noted),
         }
     }
 
@@ -241,6 +277,7 @@ impl Engine {
             let quiet = Reporter {
                 log: Logger::root(slog::Discard, o!()),
                 trigger,
+                noted: Arc::default(),
             };
             let look = DryRun::new(None);
             self.walk(&look, &quiet, &Counters::default(), 0, batch, |w| {

@@ -7,9 +7,12 @@
 //! directory, not by the tree.
 
 use std::cmp::Ordering;
-use std::ffi::OsString;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fmt;
 
 use crate::entry::{Entry, Kind, Time};
+use crate::fscaps::Caps;
 use crate::tempname::is_temp_name;
 
 /// What to compare beyond the always-compared tree, types, link targets, modes and mtimes.
@@ -17,8 +20,10 @@ use crate::tempname::is_temp_name;
 pub struct PlanOptions {
     /// Compare file contents (blake3) instead of trusting size + mtime (`rsync -c`).
     pub checksum: bool,
-    /// Mirror owner and group (only possible as root).
+    /// Mirror owner and group (only possible as root, and where the replica keeps them).
     pub owner: bool,
+    /// What the replica's filesystem can hold: nothing it cannot is compared or attempted.
+    pub caps: Caps,
 }
 
 /// Why an entry is copied or replaced: logged with every action.
@@ -87,6 +92,34 @@ pub enum Action {
     SetMeta { name: OsString, fix: MetaFix },
     /// A fifo, socket or device in the source: not mirrored.
     SkipSpecial { name: OsString },
+    /// A source entry the replica's filesystem cannot hold: not mirrored, reported, and (a
+    /// directory) not descended into.
+    Unsupported { name: OsString, why: Unsupported },
+}
+
+/// Why the replica's filesystem cannot hold a source entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unsupported {
+    /// A symlink, on a filesystem without them.
+    Symlink,
+    /// The name breaks the filesystem's rules.
+    Name(&'static str),
+    /// The name differs only in case from this one, which the replica holds instead.
+    CaseOf(OsString),
+}
+
+impl fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unsupported::Symlink => f.write_str("the replica filesystem has no symlinks"),
+            Unsupported::Name(why) => f.write_str(why),
+            Unsupported::CaseOf(other) => write!(
+                f,
+                "differs only in case from {}, which the case-insensitive replica holds instead",
+                std::path::Path::new(other).display()
+            ),
+        }
+    }
 }
 
 impl Action {
@@ -98,7 +131,8 @@ impl Action {
             | Action::CheckContent { name }
             | Action::Symlink { name, .. }
             | Action::SetMeta { name, .. }
-            | Action::SkipSpecial { name } => name,
+            | Action::SkipSpecial { name }
+            | Action::Unsupported { name, .. } => name,
         }
     }
 }
@@ -110,6 +144,12 @@ impl Action {
 /// of a failed scan). Directories present on both sides get no action here: the caller
 /// descends into every source directory and fixes its metadata afterwards with [`dir_meta`],
 /// because writing into a directory changes its mtime.
+///
+/// Source entries the replica's filesystem cannot hold (`opts.caps`) are reported as
+/// `Unsupported` and otherwise treated as absent. On a case-insensitive replica, names are
+/// matched as the filesystem folds them: of source names that fold alike, the first in byte
+/// order is mirrored and the others are reported, so directories are never merged and nothing
+/// flip-flops from pass to pass.
 pub fn plan_dir(
     source: &[Entry],
     replica: &[Entry],
@@ -118,22 +158,75 @@ pub fn plan_dir(
 ) -> Vec<Action> {
     debug_assert!(source.is_sorted_by(|a, b| a.name < b.name));
     debug_assert!(replica.is_sorted_by(|a, b| a.name < b.name));
+    let caps = opts.caps;
     let mut actions = Vec::new();
+    let mut kept: Vec<&Entry> = Vec::with_capacity(source.len());
+    for s in source {
+        let why = if s.kind == Kind::Symlink && !caps.symlinks {
+            Some(Unsupported::Symlink)
+        } else {
+            caps.refuses_name(&s.name).map(Unsupported::Name)
+        };
+        match why {
+            Some(why) => actions.push(Action::Unsupported {
+                name: s.name.clone(),
+                why,
+            }),
+            None => kept.push(s),
+        }
+    }
+    if !caps.case_insensitive {
+        let src: Vec<(&OsStr, &Entry)> = kept.iter().map(|e| (e.name.as_os_str(), *e)).collect();
+        let rep: Vec<(&OsStr, &Entry)> = replica.iter().map(|e| (e.name.as_os_str(), e)).collect();
+        merge(&src, &rep, keep, opts, &mut actions);
+        return actions;
+    }
+    let mut first: HashMap<Vec<u8>, &OsString> = HashMap::new();
+    let mut src: Vec<(Vec<u8>, &Entry)> = Vec::with_capacity(kept.len());
+    for e in kept {
+        match first.entry(caps.fold(&e.name)) {
+            std::collections::hash_map::Entry::Occupied(o) => actions.push(Action::Unsupported {
+                name: e.name.clone(),
+                why: Unsupported::CaseOf((*o.get()).clone()),
+            }),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                src.push((v.key().clone(), e));
+                v.insert(&e.name);
+            }
+        }
+    }
+    src.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut rep: Vec<(Vec<u8>, &Entry)> = replica.iter().map(|e| (caps.fold(&e.name), e)).collect();
+    rep.sort_by(|a, b| a.0.cmp(&b.0));
+    merge(&src, &rep, keep, opts, &mut actions);
+    actions
+}
+
+/// Merge two listings sorted by key (the name, or the name as the replica's filesystem folds
+/// it): what only the source has is created, what only the replica has is removed, what both
+/// have is compared.
+fn merge<K: Ord>(
+    source: &[(K, &Entry)],
+    replica: &[(K, &Entry)],
+    keep: &[OsString],
+    opts: PlanOptions,
+    actions: &mut Vec<Action>,
+) {
     let (mut i, mut j) = (0, 0);
     loop {
         let order = match (source.get(i), replica.get(j)) {
             (None, None) => break,
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,
-            (Some(s), Some(r)) => s.name.cmp(&r.name),
+            (Some(s), Some(r)) => s.0.cmp(&r.0),
         };
         match order {
             Ordering::Less => {
-                plan_entry(&source[i], None, opts, &mut actions);
+                plan_entry(source[i].1, None, opts, actions);
                 i += 1;
             }
             Ordering::Greater => {
-                let r = &replica[j];
+                let r = replica[j].1;
                 if !keep.contains(&r.name) {
                     let reason = if is_temp_name(&r.name) {
                         Reason::StaleTemp
@@ -149,13 +242,12 @@ pub fn plan_dir(
                 j += 1;
             }
             Ordering::Equal => {
-                plan_entry(&source[i], Some(&replica[j]), opts, &mut actions);
+                plan_entry(source[i].1, Some(replica[j].1), opts, actions);
                 i += 1;
                 j += 1;
             }
         }
     }
-    actions
 }
 
 /// The actions for one name, given the source entry and what the replica holds there.
@@ -210,7 +302,7 @@ fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Act
     match src.kind {
         Kind::Dir | Kind::Special => {}
         Kind::File => {
-            if src.size != rep.size || (!opts.checksum && src.mtime != rep.mtime) {
+            if src.size != rep.size || (!opts.checksum && !same_time(src.mtime, rep.mtime, opts)) {
                 out.push(Action::CopyFile {
                     name: src.name.clone(),
                     reason: Reason::Changed,
@@ -252,15 +344,37 @@ fn push_meta(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool, out: 
 ///
 /// A chown clears the setuid and setgid bits of a file (root included), so an owner change
 /// on a file that carries them sets the mode again afterwards.
+///
+/// Only what the replica's filesystem keeps is compared: permission bits where it keeps them
+/// (without setuid/setgid/sticky where it refuses those), mtimes within its granularity.
 pub fn meta_fix(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool) -> MetaFix {
     let owner =
         (opts.owner && (src.uid, src.gid) != (rep.uid, rep.gid)).then_some((src.uid, src.gid));
     let chown_clears_mode = owner.is_some() && src.kind == Kind::File && src.mode & 0o6000 != 0;
+    let kept = mode_kept(opts);
+    let with_mode = with_mode && opts.caps.perms;
     MetaFix {
-        mode: (with_mode && (src.mode != rep.mode || chown_clears_mode)).then_some(src.mode),
-        mtime: (src.mtime != rep.mtime).then_some(src.mtime),
+        mode: (with_mode && (src.mode & kept != rep.mode & kept || chown_clears_mode))
+            .then_some(src.mode & kept),
+        mtime: (!same_time(src.mtime, rep.mtime, opts)).then_some(src.mtime),
         owner,
     }
+}
+
+/// The permission bits the replica keeps.
+pub fn mode_kept(opts: PlanOptions) -> u32 {
+    if opts.caps.special_bits { 0o7777 } else { 0o777 }
+}
+
+/// Are two mtimes the same, as far as the replica's filesystem can tell? Within its
+/// granularity (1 ns on ext4, 100 ns on NTFS, a second on exFAT through FUSE), like rsync's
+/// `--modify-window` and robocopy's `/FFT`.
+pub fn same_time(a: Time, b: Time, opts: PlanOptions) -> bool {
+    if opts.caps.mtime_ns <= 1 {
+        return a == b;
+    }
+    let ns = |t: Time| i128::from(t.sec) * 1_000_000_000 + i128::from(t.nsec);
+    (ns(a) - ns(b)).unsigned_abs() < u128::from(opts.caps.mtime_ns)
 }
 
 /// Metadata to set on a replica directory once everything inside it is done.
@@ -294,10 +408,10 @@ pub fn after_checksum(
 /// needs copying: same kind, and for a file the same size and mtime, for a symlink the same
 /// target. A directory qualifies on its kind alone: the batch compares its contents anyway.
 /// Anything else is mirrored as what it is on disk: a copy and a removal.
-pub fn rename_matches(old: &Entry, now: &Entry) -> bool {
+pub fn rename_matches(old: &Entry, now: &Entry, opts: PlanOptions) -> bool {
     old.kind == now.kind
         && match old.kind {
-            Kind::File => old.size == now.size && old.mtime == now.mtime,
+            Kind::File => old.size == now.size && same_time(old.mtime, now.mtime, opts),
             Kind::Symlink => old.target == now.target,
             Kind::Dir => true,
             Kind::Special => false,
@@ -504,25 +618,25 @@ mod tests {
         old.size = 3;
         let mut now = old.clone();
         now.name = "b".into();
-        assert!(rename_matches(&old, &now));
+        assert!(rename_matches(&old, &now, PlanOptions::default()));
         now.size = 4;
-        assert!(!rename_matches(&old, &now));
+        assert!(!rename_matches(&old, &now, PlanOptions::default()));
         let d = Entry::new("d", Kind::Dir);
-        assert!(rename_matches(&d, &Entry::new("e", Kind::Dir)));
-        assert!(!rename_matches(&d, &Entry::new("e", Kind::File)));
+        assert!(rename_matches(&d, &Entry::new("e", Kind::Dir), PlanOptions::default()));
+        assert!(!rename_matches(&d, &Entry::new("e", Kind::File), PlanOptions::default()));
         let mut l = Entry::new("l", Kind::Symlink);
         l.target = Some("x".into());
         let mut m = l.clone();
-        assert!(rename_matches(&l, &m));
+        assert!(rename_matches(&l, &m, PlanOptions::default()));
         m.target = Some("y".into());
-        assert!(!rename_matches(&l, &m));
+        assert!(!rename_matches(&l, &m, PlanOptions::default()));
     }
 
     #[test]
     fn a_checksum_decides_copy_or_metadata() {
         let opts = PlanOptions {
             checksum: true,
-            owner: false,
+            ..Default::default()
         };
         let mut src = Entry::new("f", Kind::File);
         let rep = src.clone();
@@ -536,5 +650,104 @@ mod tests {
             after_checksum(&src, &rep, true, opts),
             Some(Action::SetMeta { .. })
         ));
+    }
+
+    fn exfat() -> PlanOptions {
+        PlanOptions {
+            caps: Caps {
+                case_insensitive: true,
+                symlinks: false,
+                perms: false,
+                special_bits: false,
+                owner: false,
+                mtime_ns: 1_000_000_000,
+                set_atime: true,
+                name_limit: crate::fscaps::NameLimit::Utf16,
+                windows_names: true,
+                utf8_names: true,
+            },
+            ..Default::default()
+        }
+    }
+
+    fn file(name: &str, size: u64, sec: i64, nsec: u32) -> Entry {
+        let mut e = Entry::new(name, Kind::File);
+        e.size = size;
+        e.mtime = Time { sec, nsec };
+        e
+    }
+
+    #[test]
+    fn times_within_the_replicas_granularity_are_equal() {
+        let src = [file("f", 3, 100, 123_456_789)];
+        let rep = [file("f", 3, 100, 0)];
+        assert!(plan_dir(&src, &rep, &[], exfat()).is_empty());
+        assert_eq!(plan_dir(&src, &rep, &[], PlanOptions::default()).len(), 1);
+        let later = [file("f", 3, 101, 500_000_000)];
+        assert!(matches!(
+            plan_dir(&later, &rep, &[], exfat())[..],
+            [Action::CopyFile { .. }]
+        ));
+    }
+
+    #[test]
+    fn modes_are_not_compared_where_the_replica_keeps_none() {
+        let mut src = file("f", 3, 100, 0);
+        src.mode = 0o4755;
+        let mut rep = src.clone();
+        rep.mode = 0o777;
+        assert!(plan_dir(&[src.clone()], &[rep.clone()], &[], exfat()).is_empty());
+        assert_eq!(plan_dir(&[src], &[rep], &[], PlanOptions::default()).len(), 1);
+    }
+
+    #[test]
+    fn case_collisions_keep_the_first_name_and_report_the_others() {
+        let src = [
+            Entry::new("A.TXT", Kind::File),
+            Entry::new("Docs", Kind::Dir),
+            Entry::new("a.txt", Kind::File),
+            Entry::new("docs", Kind::Dir),
+        ];
+        // The replica holds the names as an earlier pass made them, in another case.
+        let rep = [Entry::new("DOCS", Kind::Dir), Entry::new("a.TXT", Kind::File)];
+        let actions = plan_dir(&src, &rep, &[], exfat());
+        let unsupported: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Unsupported { name, .. } => name.to_str(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unsupported, ["a.txt", "docs"]);
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Remove { .. })),
+            "a name matched case-insensitively is not extra: {actions:?}"
+        );
+        // Stable: the same listings plan the same way again.
+        assert_eq!(plan_dir(&src, &rep, &[], exfat()), actions);
+    }
+
+    #[test]
+    fn what_the_replica_cannot_hold_is_reported_and_its_old_copy_removed() {
+        let mut link = Entry::new("link", Kind::Symlink);
+        link.target = Some("x".into());
+        let src = [link, Entry::new("win:name", Kind::File)];
+        let rep = [Entry::new("link", Kind::File)];
+        let actions = plan_dir(&src, &rep, &[], exfat());
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Unsupported {
+                why: Unsupported::Symlink,
+                ..
+            }
+        )));
+        assert!(actions.iter().any(|a| matches!(
+            a,
+            Action::Unsupported {
+                why: Unsupported::Name(_),
+                ..
+            }
+        )));
+        assert!(actions.iter().any(|a| matches!(a, Action::Remove { name, .. } if name == "link")));
     }
 }

@@ -3,7 +3,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -142,6 +143,9 @@ pub struct PassReport {
 pub struct Reporter {
     pub log: Logger,
     pub trigger: Trigger,
+    /// Entries already reported as not mirrorable in this run: a live run says so when it
+    /// first finds one, not again at every reconciliation.
+    pub noted: Arc<Mutex<HashSet<PathBuf>>>,
 }
 
 impl Reporter {
@@ -202,6 +206,25 @@ impl Reporter {
         slog::debug!(self.log, "copy deferred: {}: {}", shown(path).display(), why;
             "action" => "defer", "path" => %shown(path).display(), "reason" => why,
             "trigger" => self.trigger.as_str());
+    }
+
+    /// An entry the replica's filesystem cannot hold: not mirrored, so the run is partial;
+    /// logged the first time only.
+    pub fn unsupported(&self, counters: &Counters, path: &Path, why: &str) {
+        counters.fail(path, format!("not mirrored: {why}"));
+        let first = self
+            .noted
+            .lock()
+            .map(|mut n| n.insert(path.to_path_buf()))
+            .unwrap_or(true);
+        if first {
+            warn!(self.log, "not mirrored: {}: {}", shown(path).display(), why;
+                "action" => "skip", "path" => %shown(path).display(), "reason" => why,
+                "trigger" => self.trigger.as_str());
+        } else {
+            slog::debug!(self.log, "not mirrored: {}: {}", shown(path).display(), why;
+                "action" => "skip", "path" => %shown(path).display());
+        }
     }
 
     pub fn skipped(&self, counters: &Counters, path: &Path, why: &str) {

@@ -190,6 +190,7 @@ impl Sink for DryRun<'_> {
             }
             Action::SetMeta { fix, .. } => self.line('~', "meta", &path, &describe_fix(fix)),
             Action::SkipSpecial { .. } => self.line('!', "special", &path, "skipped"),
+            Action::Unsupported { why, .. } => self.line('!', "skip", &path, &why.to_string()),
         }
         true
     }

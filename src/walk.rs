@@ -165,8 +165,15 @@ impl Walk<'_> {
         if !batch.is_empty() {
             self.send(&state, batch);
         }
+        // What the plan leaves out is not descended into (a directory whose name differs
+        // only in case from another's must not be merged into it).
+        let left_out: Vec<&OsString> = actions
+            .iter()
+            .filter(|a| matches!(a, Action::Unsupported { .. } | Action::SkipSpecial { .. }))
+            .map(Action::name)
+            .collect();
         for e in src.entries.iter().rev() {
-            if e.kind == Kind::Dir && !failed.contains(&&e.name) {
+            if e.kind == Kind::Dir && !failed.contains(&&e.name) && !left_out.contains(&&e.name) {
                 let fresh = made.contains(&&e.name);
                 let queued_deep = self
                     .batch
@@ -316,7 +323,7 @@ impl Walk<'_> {
             let dst_from = open_dir_beneath(dst_root, &from_dir).ok()?;
             let dst_to = open_dir_beneath(dst_root, &to_dir).ok()?;
             let old = stat_entry(&dst_from, from_name).ok()??;
-            rename_matches(&old, &now).then_some((dst_from, dst_to, old))
+            rename_matches(&old, &now, self.ctx.plan).then_some((dst_from, dst_to, old))
         })();
         let Some((dst_from, dst_to, old)) = found else {
             return;

@@ -133,6 +133,7 @@ fn apply(source: &[Entry], mut model: Model, actions: &[Action], opts: PlanOptio
             Action::SkipSpecial { .. } => {
                 assert_eq!((src_kind, rep_kind), (Some(Kind::Special), None), "{a:?}");
             }
+            Action::Unsupported { .. } => panic!("a POSIX replica holds everything: {a:?}"),
         }
     }
     for s in source.iter().filter(|s| s.kind == Kind::Dir) {
@@ -157,7 +158,11 @@ fn view(e: &Entry, opts: PlanOptions) -> Entry {
 fn all_opts() -> impl Iterator<Item = PlanOptions> {
     [(false, false), (false, true), (true, false), (true, true)]
         .into_iter()
-        .map(|(checksum, owner)| PlanOptions { checksum, owner })
+        .map(|(checksum, owner)| PlanOptions {
+            checksum,
+            owner,
+            ..Default::default()
+        })
 }
 
 /// Actions that may legitimately come back when source and replica already agree.
@@ -254,7 +259,7 @@ fn checksum_mode_rechecks_equal_files_on_every_pass() {
     let f = [e("f", Kind::File)];
     let opts = PlanOptions {
         checksum: true,
-        owner: false,
+        ..Default::default()
     };
     let acts = plan_dir(&f, &f, &[], opts);
     assert_eq!(acts, [Action::CheckContent { name: "f".into() }]);

@@ -1,5 +1,6 @@
 //! Shared by the `bench` and `latency` examples: seeded trees, locating and snapshotting the
-//! release binary, measuring child processes, machine facts and small statistics.
+//! release binary, measuring child processes, machine facts and small statistics; the tree
+//! comparison is the tests' own (`tests/support/tree.rs`).
 //!
 //! Each example uses a different part of it.
 #![allow(dead_code)]
@@ -7,7 +8,6 @@
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,61 +15,7 @@ use std::time::{Duration, Instant};
 use filetime::FileTime;
 
 // ---------------------------------------------------------------------------------------------
-// Command line
-
-/// A tiny flag parser: `--name value`, `--name=value` and bare `--switch`.
-pub struct Args {
-    items: Vec<String>,
-}
-
-impl Args {
-    pub fn from_env() -> Args {
-        let mut items = Vec::new();
-        for a in std::env::args().skip(1) {
-            match a.split_once('=') {
-                Some((k, v)) if k.starts_with("--") => {
-                    items.push(k.to_string());
-                    items.push(v.to_string());
-                }
-                _ => items.push(a),
-            }
-        }
-        Args { items }
-    }
-
-    /// Take a bare switch.
-    pub fn flag(&mut self, name: &str) -> bool {
-        match self.items.iter().position(|a| a == name) {
-            Some(i) => {
-                self.items.remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Take `name VALUE`.
-    pub fn value(&mut self, name: &str) -> Option<String> {
-        let i = self.items.iter().position(|a| a == name)?;
-        if i + 1 >= self.items.len() {
-            die(&format!("{name} needs a value"));
-        }
-        let v = self.items.remove(i + 1);
-        self.items.remove(i);
-        Some(v)
-    }
-
-    /// Complain about whatever is left.
-    pub fn finish(self, usage: &str) {
-        if self.items.iter().any(|a| a == "-h" || a == "--help") {
-            println!("{usage}");
-            std::process::exit(0);
-        }
-        if let Some(a) = self.items.first() {
-            die(&format!("unexpected argument {a:?}\n{usage}"));
-        }
-    }
-}
+// Scratch space and errors
 
 /// The scratch dir to remove if the run dies (exit skips the TempDir's destructor).
 pub static SCRATCH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -96,18 +42,22 @@ pub fn die(msg: &str) -> ! {
     std::process::exit(2);
 }
 
-/// `50ms`, `1s`, `200ms`, `0.5s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else {
-        (s, 1e-3)
+/// A duration as replwatch reads one: `90s`, `500ms`, `1h30m`, or a bare number of minutes
+/// (`0.5` is 30 s). Zero is refused, as replwatch refuses it.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let d = match t.parse::<f64>() {
+        Ok(minutes) if minutes.is_finite() && minutes >= 0.0 => {
+            Duration::try_from_secs_f64(minutes * 60.0).map_err(|e| e.to_string())?
+        }
+        Ok(_) => return Err(format!("'{text}' is not a positive number of minutes")),
+        Err(_) => humantime::parse_duration(t)
+            .map_err(|e| format!("'{text}': {e}; e.g. 50ms, 2s, or minutes: 0.5"))?,
     };
-    let v: f64 = num.trim().parse().ok()?;
-    (v >= 0.0).then(|| Duration::from_secs_f64(v * mul))
+    if d.is_zero() {
+        return Err(format!("'{text}' is zero; it must be positive"));
+    }
+    Ok(d)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -372,91 +322,21 @@ pub fn churn(root: &Path, spec: &TreeSpec, pct: f64, append: usize) -> io::Resul
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tree comparison
+// Tree comparison: the tests' own
 
-/// Compare two trees the way a mirror must match: the same relative paths and entry types,
-/// and for files the same size, bytes, permission bits and mtime (ns); directories' permission
-/// bits and mtimes too. Returns the number of differences and the first few.
-pub fn compare_trees(a: &Path, b: &Path, contents: bool) -> io::Result<(usize, Vec<String>)> {
-    let list = |root: &Path| -> io::Result<Vec<(PathBuf, fs::Metadata)>> {
-        let mut v = Vec::new();
-        for e in walkdir::WalkDir::new(root)
-            .min_depth(1)
-            .sort_by_file_name()
-            .follow_links(false)
-        {
-            let e = e.map_err(io::Error::other)?;
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap_or(e.path())
-                .to_path_buf();
-            v.push((rel, e.metadata().map_err(io::Error::other)?));
-        }
-        Ok(v)
-    };
-    let (la, lb) = (list(a)?, list(b)?);
-    let mut diffs = Vec::new();
-    let mut count = 0usize;
-    let mut note = |s: String| {
-        count += 1;
-        if diffs.len() < 5 {
-            diffs.push(s);
-        }
-    };
-    let (mut i, mut j) = (0, 0);
-    while i < la.len() || j < lb.len() {
-        let ord = match (la.get(i), lb.get(j)) {
-            (Some(x), Some(y)) => x.0.cmp(&y.0),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        match ord {
-            std::cmp::Ordering::Less => {
-                note(format!("only in source: {}", la[i].0.display()));
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                note(format!("only in replica: {}", lb[j].0.display()));
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                let (p, ma) = &la[i];
-                let mb = &lb[j].1;
-                if ma.file_type() != mb.file_type() {
-                    note(format!("type differs: {}", p.display()));
-                } else if ma.is_file() && ma.len() != mb.len() {
-                    note(format!("size differs: {}", p.display()));
-                } else if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) {
-                    note(format!("mtime differs: {}", p.display()));
-                } else if ma.permissions().mode() != mb.permissions().mode() {
-                    note(format!("mode differs: {}", p.display()));
-                } else if contents && ma.is_file() && !same_bytes(&a.join(p), &b.join(p))? {
-                    note(format!("bytes differ: {}", p.display()));
-                }
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    Ok((count, diffs))
-}
+#[path = "../../tests/support/tree.rs"]
+mod tree;
 
-fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
-    Ok(hash_file(a)? == hash_file(b)?)
-}
+pub use tree::try_tree_diff;
 
-pub fn hash_file(p: &Path) -> io::Result<blake3::Hash> {
-    let mut h = blake3::Hasher::new();
-    let mut f = File::open(p)?;
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(h.finalize());
-        }
-        h.update(&buf[..n]);
-    }
+/// The first line (which names the entry and what differs) of the first few differences.
+pub fn first_differences(diffs: &[String]) -> String {
+    let first: Vec<&str> = diffs
+        .iter()
+        .take(5)
+        .map(|d| d.lines().next().unwrap_or_default())
+        .collect();
+    first.join("; ")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 //! Shared test helpers: a temp tree with SRC / REPLICA / LOGDIR, builders for entries, the
-//! binary under test, and a tree-equality check that compares everything replwatch promises
-//! to preserve.
+//! binary under test, and (in `tree`, shared with the benchmarks) a tree-equality check that
+//! compares everything replwatch promises to preserve.
 #![allow(dead_code)]
 
 pub mod live;
+pub mod tree;
+
+pub use tree::*;
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -146,90 +148,6 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
 }
 
 // ---- inspection ----
-
-/// What replwatch promises to mirror about one entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
-    pub kind: &'static str,
-    pub mode: u32,
-    pub mtime: (i64, i64),
-    pub owner: Option<(u32, u32)>,
-    pub content: Option<blake3::Hash>,
-    pub target: Option<OsString>,
-}
-
-/// Every entry below `root` (not `root` itself unless `with_root`), by relative path.
-/// Special files are left out (replwatch skips them).
-pub fn listing(root: &Path, with_root: bool) -> BTreeMap<PathBuf, Node> {
-    let mut out = BTreeMap::new();
-    let owners = is_root();
-    for e in walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .min_depth(if with_root { 0 } else { 1 })
-    {
-        let e = e.unwrap();
-        let m = e.path().symlink_metadata().unwrap();
-        let ft = m.file_type();
-        let kind = if ft.is_symlink() {
-            "symlink"
-        } else if ft.is_dir() {
-            "dir"
-        } else if ft.is_file() {
-            "file"
-        } else {
-            continue;
-        };
-        let node = Node {
-            kind,
-            mode: if kind == "symlink" {
-                0
-            } else {
-                m.mode() & 0o7777
-            },
-            mtime: (m.mtime(), m.mtime_nsec()),
-            owner: owners.then(|| (m.uid(), m.gid())),
-            content: (kind == "file").then(|| blake3::hash(&fs::read(e.path()).unwrap())),
-            target: (kind == "symlink").then(|| fs::read_link(e.path()).unwrap().into_os_string()),
-        };
-        out.insert(e.path().strip_prefix(root).unwrap().to_path_buf(), node);
-    }
-    out
-}
-
-/// Differences between two trees, one line each; empty when they mirror each other.
-pub fn tree_diff(src: &Path, rep: &Path) -> Vec<String> {
-    let a = listing(src, true);
-    let b = listing(rep, true);
-    let mut diffs = Vec::new();
-    for (p, n) in &a {
-        match b.get(p) {
-            None => diffs.push(format!("missing in replica: {}", p.display())),
-            Some(m) if m != n => diffs.push(format!(
-                "differs: {}\n  src {:?}\n  rep {:?}",
-                p.display(),
-                n,
-                m
-            )),
-            _ => {}
-        }
-    }
-    for p in b.keys() {
-        if !a.contains_key(p) {
-            diffs.push(format!("extra in replica: {}", p.display()));
-        }
-    }
-    diffs
-}
-
-#[track_caller]
-pub fn assert_mirrored(src: &Path, rep: &Path) {
-    let d = tree_diff(src, rep);
-    assert!(
-        d.is_empty(),
-        "replica differs from source:\n{}",
-        d.join("\n")
-    );
-}
 
 /// Poll `cond` every 20 ms until it holds or `deadline` passes.
 pub fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
