@@ -18,8 +18,8 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::copy::{self, CopyError, CopyOptions, gid, uid};
-use crate::fscaps::times;
 use crate::entry::Kind;
+use crate::fscaps::times;
 use crate::handle::open_child_dir;
 use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum};
 use crate::report::{Counters, Reporter, Tally};
@@ -71,9 +71,11 @@ impl Applier<'_> {
                 target,
                 reason,
             } => self.symlink(dir, name, target, *reason, &path),
-            Action::SetMeta { name, fix } => set_meta(dir.dst, name, fix, self.copy.set_atime).map(|()| {
-                self.report(Tally::Meta, "meta", &path, Kind::File, "metadata", 0);
-            }),
+            Action::SetMeta { name, fix } => {
+                set_meta(dir.dst, name, fix, self.copy.set_atime).map(|()| {
+                    self.report(Tally::Meta, "meta", &path, Kind::File, "metadata", 0);
+                })
+            }
             Action::Unsupported { why, .. } => {
                 self.reporter
                     .unsupported(self.counters, &path, &why.to_string());

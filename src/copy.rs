@@ -13,8 +13,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{
-    AtFlags, Mode, OFlags, Stat, copy_file_range, fchmod, fchown,
-    fstat, fsync, futimens, openat, renameat, statat, unlinkat,
+    AtFlags, Mode, OFlags, Stat, copy_file_range, fchmod, fchown, fstat, fsync, futimens, openat,
+    renameat, statat, unlinkat,
 };
 use rustix::io::Errno;
 
@@ -321,7 +321,6 @@ pub fn hash_fd(fd: OwnedFd) -> io::Result<blake3::Hash> {
         hasher.update(&buf[..n]);
     }
 }
-
 
 pub fn uid(raw: u32) -> rustix::fs::Uid {
     rustix::fs::Uid::from_raw(raw)

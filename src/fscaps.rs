@@ -84,8 +84,7 @@ impl Caps {
             return Some("the replica filesystem takes only UTF-8 names");
         }
         if self.windows_names
-            && b
-                .iter()
+            && b.iter()
                 .any(|c| *c < 0x20 || *c == 0x7f || WINDOWS_FORBIDDEN.contains(c))
         {
             return Some("the replica filesystem refuses the characters \"*:<>?\\| in names");
@@ -147,34 +146,13 @@ fn describe_ns(ns: u64) -> String {
 /// The filesystem type of the mount holding `dir` as the kernel names it (`ext4`, `fuseblk`,
 /// ...), with the mount's source, for the one line that says what REPLICA is on.
 pub fn fs_type(dir: BorrowedFd<'_>) -> String {
-    let mnt = rustix::fs::statx(
-        dir,
-        "",
-        AtFlags::EMPTY_PATH,
-        rustix::fs::StatxFlags::MNT_ID,
-    )
-    .ok()
-    .filter(|s| s.stx_mask & rustix::fs::StatxFlags::MNT_ID.bits() != 0)
-    .map(|s| s.stx_mnt_id);
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    // "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
-    let line = info.lines().find(|l| {
-        l.split(' ')
-            .next()
-            .and_then(|id| id.parse::<u64>().ok())
-            .is_some_and(|id| Some(id) == mnt)
-    });
-    match line.and_then(|l| l.split_once(" - ")) {
-        Some((_, tail)) => {
-            let mut f = tail.split(' ');
-            match (f.next(), f.next()) {
-                (Some(t), Some(src)) => format!("{t} ({src})"),
-                (Some(t), None) => t.to_owned(),
-                _ => "an unknown filesystem".to_owned(),
-            }
-        }
-        None => "an unknown filesystem".to_owned(),
-    }
+    crate::roots::identify(dir)
+        .ok()
+        .and_then(|id| crate::roots::mount_by_id(id.mount))
+        .map_or_else(
+            || "an unknown filesystem".to_owned(),
+            |m| format!("{} ({})", m.fs, m.source),
+        )
 }
 
 /// Both times set to `sec.nsec`, or only the mtime.
@@ -311,7 +289,11 @@ mod tests {
         assert!(caps.mtime_ns <= 100, "{caps:?}");
         assert!(!caps.set_atime && !caps.windows_names && !caps.utf8_names);
         assert_eq!(caps.name_limit, NameLimit::Bytes);
-        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0, "probe left files");
+        assert_eq!(
+            std::fs::read_dir(t.path()).unwrap().count(),
+            0,
+            "probe left files"
+        );
     }
 
     #[test]
@@ -332,8 +314,14 @@ mod tests {
         assert!(exfat.refuses_name(OsStr::from_bytes(b"\xff")).is_some());
         assert!(exfat.refuses_name(OsStr::new(&"é".repeat(200))).is_none());
         assert!(exfat.refuses_name(OsStr::new(&"é".repeat(256))).is_some());
-        assert_eq!(exfat.fold(OsStr::new("Docs")), exfat.fold(OsStr::new("DOCS")));
-        assert_ne!(posix.fold(OsStr::new("Docs")), posix.fold(OsStr::new("DOCS")));
+        assert_eq!(
+            exfat.fold(OsStr::new("Docs")),
+            exfat.fold(OsStr::new("DOCS"))
+        );
+        assert_ne!(
+            posix.fold(OsStr::new("Docs")),
+            posix.fold(OsStr::new("DOCS"))
+        );
     }
 
     #[test]

@@ -79,6 +79,10 @@ struct Live<'a> {
     /// Files already reported as never settling.
     unsettled_reported: BTreeSet<PathBuf>,
     watching: bool,
+    /// Why a full pass must still finish before the replica is known complete.
+    needs_full: Option<&'static str>,
+    /// A batch was stopped part-way.
+    interrupted: bool,
 }
 
 /// Run live mode. `tx`/`rx` is the loop's channel; the signal handler sends `Msg::Stop` on it.
@@ -120,6 +124,8 @@ pub fn run(
             refused: None,
             unsettled_reported: BTreeSet::new(),
             watching: false,
+            needs_full: None,
+            interrupted: false,
         };
         let outcome = live.run(rx);
         // A pass still running stops at its next entry; the scope joins its thread.
@@ -140,13 +146,21 @@ impl Live<'_> {
             let now = Instant::now();
             if end.is_some_and(|e| now >= e) {
                 info!(self.log, "duration reached, stopping"; "action" => "stop", "reason" => "duration");
+                // What events asked for is done before the end, not left behind (one last
+                // batch: bounded, unlike a pass).
+                self.check_roots();
+                if self.paused.is_none() && !self.queue.is_empty() {
+                    self.sync();
+                }
                 return self.finish();
             }
-            let mut wake = next_full.min(next_check);
+            let mut wake = next_check;
             if let Some(e) = end {
                 wake = wake.min(e);
             }
             if self.paused.is_none() {
+                // While paused, resuming runs the pass: the interval is not what wakes us.
+                wake = wake.min(next_full);
                 if let Some(first) = self.first_event {
                     wake = wake.min(first + self.config.debounce);
                 }
@@ -233,6 +247,17 @@ impl Live<'_> {
                     warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
                 }
             }
+            Err(e) if !e.paths.is_empty() => {
+                // A directory the watcher could not watch (unreadable, or moved away while it
+                // was being added): look at it, and at its parent, now. Watching it is the
+                // watcher's; mirroring it is ours.
+                warn!(self.log, "watcher error; comparing the directories it names"; "error" => %e);
+                for p in &e.paths {
+                    if let Ok(rel) = p.strip_prefix(&self.config.source) {
+                        self.queue.add(watch::Hint::Tree(rel.to_path_buf()));
+                    }
+                }
+            }
             Err(e) => {
                 warn!(self.log, "watcher error; scheduling a full pass"; "error" => %e);
                 self.queue.full_pass("watcher error");
@@ -257,6 +282,13 @@ impl Live<'_> {
                 self.request_pass(Trigger::Rescan);
             }
             Work::Batch(batch) => {
+                if let Some(w) = &mut self.watch {
+                    // After an exchange the watcher knows each swapped directory by the
+                    // other's name: watching both names again tells it where they are.
+                    for rel in &batch.exchanged {
+                        let _ = w.rewatch(&self.config.source.join(rel));
+                    }
+                }
                 let result = self.engine.sync_batch(&batch, Trigger::Event);
                 if let Ok(report) = &result
                     && self.pass_running
@@ -269,6 +301,14 @@ impl Live<'_> {
     }
 
     fn request_pass(&mut self, trigger: Trigger) {
+        if trigger != Trigger::Reconcile {
+            // Initial and rescan passes repair what nothing else knows about: until one has
+            // finished, the replica is not known complete.
+            self.needs_full.get_or_insert(match trigger {
+                Trigger::Initial => "the initial pass did not finish",
+                _ => "a full pass after lost events did not finish",
+            });
+        }
         if self.pass_running {
             // One at a time: the running pass may have gone past what this one is for.
             self.pass_wanted.get_or_insert(trigger);
@@ -284,6 +324,9 @@ impl Live<'_> {
             Ok(report) => {
                 self.pending.after_full_pass(report, Instant::now());
                 self.refused = None;
+                if self.pass_wanted.is_none() {
+                    self.needs_full = None;
+                }
             }
             Err(PassError::Stopped) => {}
             Err(e @ PassError::TooManyDeletes { .. }) => {
@@ -324,7 +367,9 @@ impl Live<'_> {
                     self.report_pending();
                 }
             }
-            Err(PassError::Stopped) => {}
+            Err(PassError::Stopped) => {
+                self.interrupted = true;
+            }
             Err(e @ PassError::TooManyDeletes { .. }) => {
                 // Nothing was done: what the batch was for stays to be done by a pass.
                 error!(self.log, "{}", e; "action" => "refused");
@@ -416,8 +461,14 @@ impl Live<'_> {
         if let Some(r) = &self.refused {
             why.push(r.clone());
         }
-        if !self.watching {
-            why.push("the initial pass did not finish".to_owned());
+        if let Some(w) = self.needs_full {
+            why.push(w.to_owned());
+        }
+        if !self.queue.is_empty() || !self.during_pass.is_empty() {
+            why.push("changes seen by the watcher were not mirrored yet".to_owned());
+        }
+        if self.interrupted {
+            why.push("a batch was interrupted".to_owned());
         }
         if !self.pending.is_clean() {
             why.push(format!(

@@ -20,7 +20,7 @@ use crate::exec::{dup, new_state};
 use crate::exit::Outcome;
 use crate::fscaps::Caps;
 use crate::plan::{PlanOptions, mode_kept};
-use crate::queue::Batch;
+use crate::queue::{Batch, moved};
 use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
 use crate::scan::scan_dir;
@@ -220,7 +220,11 @@ impl Engine {
     /// One full reconciliation of the whole tree.
     pub fn full_pass(&self, trigger: Trigger) -> Result<PassReport, PassError> {
         self.run(trigger, None, &|walk, src, dst| {
-            let lists = (|| Ok::<_, io::Error>((scan_dir(src)?, dst.map(scan_dir).transpose()?)))();
+            // The replica before the source (see `walk::Walk::compare`).
+            let lists = (|| {
+                let d = dst.map(scan_dir).transpose()?;
+                Ok::<_, io::Error>((scan_dir(src)?, d))
+            })();
             match lists {
                 Ok((sl, dl)) => {
                     let root = new_state(dup(src), dst.map(dup), PathBuf::new(), false);
@@ -242,11 +246,16 @@ impl Engine {
                 // Dry run without a replica yet: a full pass is what would happen.
                 return;
             };
-            for (from, to) in &batch.renames {
+            walk.set_dst_root(dst);
+            for (i, (from, to)) in batch.renames.iter().enumerate() {
                 if walk.ctx.stop.load(Ordering::Relaxed) {
                     return;
                 }
-                walk.rename(src, dst, from, to);
+                // Where `to` is in SRC now: later renames of it or of an ancestor moved it.
+                let now_at = batch.renames[i + 1..]
+                    .iter()
+                    .fold(to.clone(), |p, (f, t)| moved(&p, f, t).unwrap_or(p));
+                walk.rename(src, dst, (from, to), &now_at);
             }
             for dir in &batch.dirs {
                 if walk.ctx.stop.load(Ordering::Relaxed) {

@@ -24,6 +24,8 @@ struct Retry {
     attempts: u32,
     /// Next try; `None` while one is queued.
     due: Option<Instant>,
+    /// A snapshot copy was tried already: from then on only the back-off applies.
+    snapshot_tried: bool,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +98,13 @@ impl Pending {
         self.failed.extend(report.failed.iter().cloned());
         self.retry
             .retain(|p, _| !decided(p) || report.deferred.contains(p));
+        // A retry this batch was meant to make but did not decide (its directory was not
+        // compared: renamed away, refused, stopped) is scheduled again, not forgotten.
+        for r in self.retry.values_mut() {
+            if r.due.is_none() {
+                r.due = Some(now + backoff(r.attempts.max(1)));
+            }
+        }
         self.defer(&report.deferred, now);
     }
 
@@ -105,13 +114,17 @@ impl Pending {
                 since: now,
                 attempts: 0,
                 due: None,
+                snapshot_tried: false,
             });
             r.attempts += 1;
-            r.due = Some(
-                (now + backoff(r.attempts))
-                    .min(r.since + self.patience)
-                    .max(now),
-            );
+            let next = now + backoff(r.attempts);
+            // The first snapshot is tried as soon as patience runs out; after that, only the
+            // back-off paces the copies of a file that never settles.
+            r.due = Some(if r.snapshot_tried {
+                next
+            } else {
+                next.min(r.since + self.patience).max(now)
+            });
         }
     }
 
@@ -128,9 +141,11 @@ impl Pending {
         for (p, r) in &mut self.retry {
             if r.due.is_some_and(|d| d <= now) {
                 r.due = None;
+                let snapshot = now.duration_since(r.since) >= patience;
+                r.snapshot_tried |= snapshot;
                 out.push(Due {
                     path: p.clone(),
-                    snapshot: now.duration_since(r.since) >= patience,
+                    snapshot,
                 });
             }
         }
@@ -231,14 +246,51 @@ mod tests {
     fn a_snapshot_is_tried_as_soon_as_patience_runs_out() {
         let t0 = Instant::now();
         let mut p = Pending::new(Duration::from_secs(2));
-        for i in 0..5 {
-            let now = t0 + Duration::from_millis(900 * i);
-            p.take_due(now);
-            p.after_batch(&report(&[], &["db"], &[""]), now, |_| true);
+        p.after_batch(&report(&[], &["db"], &[""]), t0, |_| true);
+        let mut first_snapshot = None;
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(3) && first_snapshot.is_none() {
+            for due in p.take_due(now) {
+                if due.snapshot {
+                    first_snapshot = Some(now);
+                }
+                p.after_batch(&report(&[], &["db"], &[""]), now, |_| true);
+            }
+            now += Duration::from_millis(10);
         }
-        assert!(p.next_due().unwrap() <= t0 + Duration::from_secs(4));
-        let due = p.take_due(t0 + Duration::from_secs(4));
-        assert!(due[0].snapshot);
+        let at = first_snapshot.expect("a snapshot was tried");
+        assert!(at <= t0 + Duration::from_millis(2050), "{:?}", at - t0);
+    }
+
+    #[test]
+    fn snapshots_of_a_file_that_never_settles_back_off() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(Duration::from_secs(2));
+        let mut now = t0;
+        let mut tries = 0;
+        while now < t0 + Duration::from_secs(30) {
+            if !p.take_due(now).is_empty() {
+                tries += 1;
+                p.after_batch(&report(&[], &["db"], &[""]), now, |_| true);
+            } else if tries == 0 {
+                p.after_batch(&report(&[], &["db"], &[""]), now, |_| true);
+                tries = 1;
+            }
+            now += Duration::from_millis(50);
+        }
+        assert!(tries < 15, "{tries} tries in 30 s: no back-off");
+    }
+
+    #[test]
+    fn a_retry_its_batch_did_not_decide_is_scheduled_again() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(Duration::from_secs(60));
+        p.after_batch(&report(&[], &["d/log"], &["d"]), t0, |_| true);
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(p.take_due(t1).len(), 1);
+        // The batch that was to try it compared something else.
+        p.after_batch(&report(&[], &[], &["x"]), t1, |_| true);
+        assert!(p.next_due().is_some());
     }
 
     #[test]

@@ -363,7 +363,11 @@ pub fn meta_fix(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool) ->
 
 /// The permission bits the replica keeps.
 pub fn mode_kept(opts: PlanOptions) -> u32 {
-    if opts.caps.special_bits { 0o7777 } else { 0o777 }
+    if opts.caps.special_bits {
+        0o7777
+    } else {
+        0o777
+    }
 }
 
 /// Are two mtimes the same, as far as the replica's filesystem can tell? Within its
@@ -406,10 +410,17 @@ pub fn after_checksum(
 /// Can a rename seen in SRC be mirrored by renaming the replica entry? Only when the entry
 /// the replica holds under the old name is what SRC now holds under the new one, so nothing
 /// needs copying: same kind, and for a file the same size and mtime, for a symlink the same
-/// target. A directory qualifies on its kind alone: the batch compares its contents anyway.
-/// Anything else is mirrored as what it is on disk: a copy and a removal.
-pub fn rename_matches(old: &Entry, now: &Entry, opts: PlanOptions) -> bool {
-    old.kind == now.kind
+/// target. A directory qualifies on its kind alone: the batch walks its contents anyway. And
+/// only when the rename can replace what the replica holds under the new name (`there`):
+/// nothing, or a file or symlink replaced by a file or symlink; never a directory. Anything
+/// else is mirrored as what it is on disk: a copy and a removal.
+pub fn rename_matches(old: &Entry, now: &Entry, there: Option<&Entry>, opts: PlanOptions) -> bool {
+    let replaceable = match there {
+        None => true,
+        Some(t) => t.kind != Kind::Dir && old.kind != Kind::Dir,
+    };
+    replaceable
+        && old.kind == now.kind
         && match old.kind {
             Kind::File => old.size == now.size && same_time(old.mtime, now.mtime, opts),
             Kind::Symlink => old.target == now.target,
@@ -618,18 +629,35 @@ mod tests {
         old.size = 3;
         let mut now = old.clone();
         now.name = "b".into();
-        assert!(rename_matches(&old, &now, PlanOptions::default()));
+        assert!(rename_matches(&old, &now, None, PlanOptions::default()));
         now.size = 4;
-        assert!(!rename_matches(&old, &now, PlanOptions::default()));
+        assert!(!rename_matches(&old, &now, None, PlanOptions::default()));
         let d = Entry::new("d", Kind::Dir);
-        assert!(rename_matches(&d, &Entry::new("e", Kind::Dir), PlanOptions::default()));
-        assert!(!rename_matches(&d, &Entry::new("e", Kind::File), PlanOptions::default()));
+        assert!(rename_matches(
+            &d,
+            &Entry::new("e", Kind::Dir),
+            None,
+            PlanOptions::default()
+        ));
+        assert!(!rename_matches(
+            &d,
+            &Entry::new("e", Kind::File),
+            None,
+            PlanOptions::default()
+        ));
         let mut l = Entry::new("l", Kind::Symlink);
         l.target = Some("x".into());
         let mut m = l.clone();
-        assert!(rename_matches(&l, &m, PlanOptions::default()));
+        assert!(rename_matches(&l, &m, None, PlanOptions::default()));
         m.target = Some("y".into());
-        assert!(!rename_matches(&l, &m, PlanOptions::default()));
+        assert!(!rename_matches(&l, &m, None, PlanOptions::default()));
+        // Never onto a directory, nor a directory onto anything.
+        let dir = Entry::new("x", Kind::Dir);
+        let file = Entry::new("x", Kind::File);
+        let o = PlanOptions::default();
+        assert!(!rename_matches(&old, &old, Some(&dir), o));
+        assert!(rename_matches(&old, &old, Some(&file), o));
+        assert!(!rename_matches(&d, &d, Some(&dir), o));
     }
 
     #[test]
@@ -697,7 +725,10 @@ mod tests {
         let mut rep = src.clone();
         rep.mode = 0o777;
         assert!(plan_dir(&[src.clone()], &[rep.clone()], &[], exfat()).is_empty());
-        assert_eq!(plan_dir(&[src], &[rep], &[], PlanOptions::default()).len(), 1);
+        assert_eq!(
+            plan_dir(&[src], &[rep], &[], PlanOptions::default()).len(),
+            1
+        );
     }
 
     #[test]
@@ -709,7 +740,10 @@ mod tests {
             Entry::new("docs", Kind::Dir),
         ];
         // The replica holds the names as an earlier pass made them, in another case.
-        let rep = [Entry::new("DOCS", Kind::Dir), Entry::new("a.TXT", Kind::File)];
+        let rep = [
+            Entry::new("DOCS", Kind::Dir),
+            Entry::new("a.TXT", Kind::File),
+        ];
         let actions = plan_dir(&src, &rep, &[], exfat());
         let unsupported: Vec<&str> = actions
             .iter()
@@ -748,6 +782,10 @@ mod tests {
                 ..
             }
         )));
-        assert!(actions.iter().any(|a| matches!(a, Action::Remove { name, .. } if name == "link")));
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Remove { name, .. } if name == "link"))
+        );
     }
 }

@@ -27,6 +27,9 @@ pub struct Batch {
     /// Files that may be copied as a snapshot while their writer keeps them open (they have
     /// waited a whole interval for their writes to pause).
     pub snapshot: BTreeSet<PathBuf>,
+    /// Names swapped by a `RENAME_EXCHANGE`: the watcher's idea of which directory is where
+    /// must be renewed for them.
+    pub exchanged: BTreeSet<PathBuf>,
 }
 
 impl Batch {
@@ -45,9 +48,9 @@ pub struct Queue {
     full: Option<String>,
     /// SRC itself must be checked before anything is mirrored.
     check_source: bool,
-    /// The entry the last `MovedTo` made deep, if it was not deep already: the matching
-    /// `Rename` (which follows at once) makes it a rename instead of a new tree.
-    moved_to: Option<PathBuf>,
+    /// The last rename as the kernel reported it (before composing it with earlier ones): a
+    /// rename that swaps it back is the second half of an exchange.
+    last_rename: Option<(PathBuf, PathBuf)>,
 }
 
 /// What the queue holds when it is taken.
@@ -62,7 +65,7 @@ fn parent(rel: &Path) -> PathBuf {
 }
 
 /// `p` with its prefix `from` replaced by `to`, if `p` is `from` or below it.
-fn moved(p: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
+pub fn moved(p: &Path, from: &Path, to: &Path) -> Option<PathBuf> {
     p.strip_prefix(from).ok().map(|rest| {
         if rest.as_os_str().is_empty() {
             to.to_path_buf()
@@ -93,17 +96,10 @@ impl Queue {
 
     /// Add what one event asks for.
     pub fn add(&mut self, hint: Hint) {
-        let moved_to = self.moved_to.take();
         match hint {
             Hint::Dir(d) => self.dir(d),
             Hint::Tree(p) => self.tree(p),
-            Hint::MovedTo(p) => {
-                self.dir(parent(&p));
-                if self.full.is_none() && self.batch.deep.insert(p.clone()) {
-                    self.moved_to = Some(p);
-                }
-            }
-            Hint::Rename(f, t) => self.rename(f, t, moved_to),
+            Hint::Rename(f, t) => self.rename(f, t),
             Hint::Full(why) => self.full_pass(why),
             Hint::CheckSource => self.check_source = true,
         }
@@ -132,29 +128,31 @@ impl Queue {
         }
     }
 
-    fn rename(&mut self, from: PathBuf, to: PathBuf, moved_to: Option<PathBuf>) {
+    /// A rename inside SRC. Its target is always walked whole (stats only, when the replica
+    /// entry could be renamed too): notify re-adds the watches of a moved directory only after
+    /// the move, and a change made inside it in between has no event.
+    fn rename(&mut self, from: PathBuf, to: PathBuf) {
         if self.full.is_some() {
             return;
         }
-        if self.batch.renames.last() == Some(&(to.clone(), from.clone())) {
+        let raw = (from.clone(), to.clone());
+        if self.last_rename.replace(raw) == Some((to.clone(), from.clone())) {
             // b -> a right after a -> b: a RENAME_EXCHANGE (two pairs, one after the other),
-            // or a swap back. Not a chain to compose: walk both names whole (what was queued
-            // under either is inside them).
-            self.batch.renames.pop();
-            self.tree(from);
-            self.tree(to);
+            // or a swap back. Nothing queued under either name can be told apart now: walk
+            // both whole, and have the watcher learn again which directory is where.
+            self.last_rename = None;
+            self.tree(from.clone());
+            self.tree(to.clone());
+            self.batch.exchanged.insert(from);
+            self.batch.exchanged.insert(to);
             return;
-        }
-        if moved_to.as_ref() == Some(&to) {
-            // Not a tree that appeared from outside: its contents are those of `from`.
-            self.batch.deep.remove(&to);
         }
         // What was queued under the old name happened to what is now under the new one.
         rewrite(&mut self.batch.dirs, &from, &to);
         rewrite(&mut self.batch.deep, &from, &to);
         rewrite(&mut self.batch.snapshot, &from, &to);
         self.batch.dirs.insert(parent(&from));
-        self.batch.dirs.insert(parent(&to));
+        self.tree(to.clone());
         match self.batch.renames.last_mut() {
             // a -> b then b -> c is a -> c.
             Some((_, last_to)) if *last_to == from => *last_to = to,
@@ -167,7 +165,7 @@ impl Queue {
             self.full = Some(why.to_owned());
         }
         self.batch = Batch::default();
-        self.moved_to = None;
+        self.last_rename = None;
     }
 
     /// Was SRC itself named by an event (removed, moved, unmounted)? Clears the flag.
@@ -213,24 +211,15 @@ mod tests {
     }
 
     #[test]
-    fn a_paired_move_is_a_rename_not_a_new_tree() {
+    fn a_rename_is_tried_and_its_target_walked_whole() {
         let mut q = Queue::default();
         q.add(Hint::Dir("".into()));
-        q.add(Hint::MovedTo("b".into()));
+        q.add(Hint::Tree("b".into()));
         q.add(Hint::Rename("a".into(), "b".into()));
         let b = batch(&mut q);
-        assert!(b.deep.is_empty());
+        assert_eq!(b.deep, set(&["b"]));
         assert_eq!(b.renames, vec![("a".into(), "b".into())]);
         assert_eq!(b.dirs, set(&[""]));
-    }
-
-    #[test]
-    fn an_unpaired_move_in_stays_a_tree() {
-        let mut q = Queue::default();
-        q.add(Hint::MovedTo("b".into()));
-        q.add(Hint::Dir("x".into()));
-        q.add(Hint::Rename("a".into(), "b".into()));
-        assert_eq!(batch(&mut q).deep, set(&["b"]));
     }
 
     #[test]
@@ -242,7 +231,7 @@ mod tests {
         q.add(Hint::Rename("d".into(), "e".into()));
         let b = batch(&mut q);
         assert_eq!(b.dirs, set(&["", "dd", "e", "e/sub"]));
-        assert_eq!(b.deep, set(&["e/new"]));
+        assert_eq!(b.deep, set(&["e", "e/new"]));
     }
 
     #[test]
@@ -261,14 +250,25 @@ mod tests {
     fn an_exchange_walks_both_names_whole() {
         let mut q = Queue::default();
         q.add(Hint::Dir("a/x".into()));
-        q.add(Hint::MovedTo("b".into()));
         q.add(Hint::Rename("a".into(), "b".into()));
-        q.add(Hint::MovedTo("a".into()));
+        q.add(Hint::Dir("".into()));
         q.add(Hint::Rename("b".into(), "a".into()));
         let b = batch(&mut q);
-        assert!(b.renames.is_empty());
         assert_eq!(b.deep, set(&["a", "b"]));
+        assert_eq!(b.exchanged, set(&["a", "b"]));
         assert!(b.dirs.contains(Path::new("")));
+    }
+
+    #[test]
+    fn an_exchange_right_after_a_rename_is_still_an_exchange() {
+        // mv build staging; renameat2(staging, live, RENAME_EXCHANGE)
+        let mut q = Queue::default();
+        q.add(Hint::Rename("build".into(), "staging".into()));
+        q.add(Hint::Rename("staging".into(), "live".into()));
+        q.add(Hint::Rename("live".into(), "staging".into()));
+        let b = batch(&mut q);
+        assert!(b.deep.contains(Path::new("live")) && b.deep.contains(Path::new("staging")));
+        assert_eq!(b.exchanged, set(&["live", "staging"]));
     }
 
     #[test]

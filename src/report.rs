@@ -1,11 +1,11 @@
 //! What a pass did: counters shared by the walker and the copy workers, and the one place
 //! that turns an action or a fault into a structured log record.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use slog::{Logger, error, info, warn};
@@ -233,13 +233,24 @@ impl Reporter {
             "action" => "skip", "path" => %path.display(), "reason" => why);
     }
 
+    /// The record that ends a pass or batch. A batch that changed nothing (a retry that found
+    /// the file settled, a re-check) says so at debug level only.
     pub fn summary(&self, s: &Summary, elapsed: Duration) {
+        let quiet = self.trigger == Trigger::Event
+            && s.created + s.updated + s.meta + s.removed + s.renamed + s.errors + s.skipped == 0;
+        let ms = elapsed.as_millis() as u64;
+        if quiet {
+            slog::debug!(self.log, "pass done";
+                "action" => "summary", "trigger" => self.trigger.as_str(),
+                "scanned" => s.scanned, "elapsed_ms" => ms);
+            return;
+        }
         info!(self.log, "pass done";
             "action" => "summary", "trigger" => self.trigger.as_str(),
             "scanned" => s.scanned, "created" => s.created, "updated" => s.updated,
             "meta" => s.meta, "removed" => s.removed, "renamed" => s.renamed,
             "bytes" => s.bytes, "errors" => s.errors, "skipped" => s.skipped,
-            "elapsed_ms" => elapsed.as_millis() as u64);
+            "elapsed_ms" => ms);
     }
 }
 

@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -39,6 +40,57 @@ fn mount_of(dir: BorrowedFd<'_>, path: &str, dev: u64) -> u64 {
         Ok(s) if s.stx_mask & StatxFlags::MNT_ID.bits() != 0 => s.stx_mnt_id,
         _ => dev,
     }
+}
+
+/// A mount as /proc/self/mountinfo describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    /// Where it is mounted.
+    pub point: PathBuf,
+    /// The filesystem type (`ext4`, `tmpfs`, `fuseblk`, ...).
+    pub fs: String,
+    /// What is mounted (a device, an image, a share).
+    pub source: String,
+}
+
+/// The mount with id `id` (from statx), if the kernel says.
+pub fn mount_by_id(id: u64) -> Option<Mount> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw,errors=continue"
+    info.lines().find_map(|l| {
+        let (head, tail) = l.split_once(" - ")?;
+        let mut h = head.split(' ');
+        if h.next()?.parse::<u64>().ok()? != id {
+            return None;
+        }
+        let point = unescape(h.nth(3)?);
+        let mut t = tail.split(' ');
+        Some(Mount {
+            point: PathBuf::from(std::ffi::OsString::from_vec(point)),
+            fs: t.next()?.to_owned(),
+            source: String::from_utf8_lossy(&unescape(t.next().unwrap_or(""))).into_owned(),
+        })
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Identify the directory behind `fd`.
@@ -102,15 +154,20 @@ impl std::error::Error for SourceProblem {}
 pub struct SourceRoot {
     path: PathBuf,
     id: Mutex<Identity>,
+    /// Where the filesystem holding SRC at start is mounted: a filesystem mounted there again
+    /// (the disk plugged back in, the share remounted) is SRC coming back.
+    mount_point: Option<PathBuf>,
 }
 
 impl SourceRoot {
     /// Record what SRC is now.
     pub fn new(path: &Path) -> io::Result<SourceRoot> {
         let fd = crate::handle::open_root(path)?;
+        let id = identify(fd.as_fd())?;
         Ok(SourceRoot {
             path: path.to_path_buf(),
-            id: Mutex::new(identify(fd.as_fd())?),
+            mount_point: mount_by_id(id.mount).map(|m| m.point),
+            id: Mutex::new(id),
         })
     }
 
@@ -142,10 +199,12 @@ impl SourceRoot {
         Ok(fd)
     }
 
-    /// After a pause: is there a usable SRC at the path again? A source that was a mount must
-    /// be a mount again (any filesystem: a disk plugged back, a share remounted), and it must
-    /// hold something unless REPLICA is empty too. What stands there becomes the identity
-    /// checked from now on.
+    /// After a pause: is SRC back? Either the very directory the run started with (moved
+    /// back, its disk remounted with the same inode), or a filesystem mounted again where the
+    /// one holding SRC was (the disk plugged back in, the share remounted: any content). A
+    /// directory merely recreated at the path, or one left under a mountpoint, is not SRC.
+    /// It must hold something unless REPLICA is empty too. What stands there becomes the
+    /// identity checked from now on.
     pub fn adopt(
         &self,
         replica: Option<BorrowedFd<'_>>,
@@ -153,8 +212,17 @@ impl SourceRoot {
     ) -> Result<(), SourceProblem> {
         let fd = crate::handle::open_root(&self.path).map_err(SourceProblem::Gone)?;
         let now = identify(fd.as_fd()).map_err(SourceProblem::Gone)?;
-        if self.id().mountpoint && !now.mountpoint {
-            return Err(SourceProblem::Unmounted);
+        let was = self.id();
+        let same = (now.dev, now.ino) == (was.dev, was.ino);
+        let remounted = now.mount != was.mount
+            && self.mount_point.is_some()
+            && mount_by_id(now.mount).map(|m| m.point) == self.mount_point;
+        if !same && !remounted {
+            return Err(if was.mountpoint && !now.mountpoint {
+                SourceProblem::Unmounted
+            } else {
+                SourceProblem::Replaced
+            });
         }
         check_not_empty(&fd, replica, allow_empty)?;
         *self.id.lock().unwrap_or_else(|e| e.into_inner()) = now;
@@ -242,6 +310,11 @@ impl ReplicaRoot {
             path: self.path.clone(),
             why,
         };
+        let held = fstat(fd).map_err(|e| moved(e.to_string()))?;
+        if held.st_nlink == 0 {
+            // Deleted: a new directory at the path could even reuse its inode number.
+            return Err(moved("it was deleted".into()));
+        }
         let now = open_nofollow(&self.path).map_err(|e| moved(e.to_string()))?;
         let st = fstat(&now).map_err(|e| moved(e.to_string()))?;
         if (st.st_dev, st.st_ino) != (id.dev, id.ino) {
@@ -276,6 +349,12 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("g"), "y").unwrap();
         assert!(matches!(root.open(r, false), Err(SourceProblem::Replaced)));
+        // A directory recreated at the path is not the source coming back...
+        assert!(matches!(root.adopt(r, false), Err(SourceProblem::Replaced)));
+        // ...the source moved back is.
+        std::fs::remove_dir_all(&src).unwrap();
+        std::fs::rename(t.path().join("old"), &src).unwrap();
+        std::fs::write(src.join("f"), "x").unwrap();
         root.adopt(r, false).unwrap();
         assert!(root.open(r, false).is_ok());
     }
@@ -296,6 +375,17 @@ mod tests {
         std::fs::remove_dir(&rep).unwrap();
         std::fs::rename(t.path().join("rep.old"), &rep).unwrap();
         assert!(replica.check().unwrap().is_some());
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape(r"/mnt/my\040disk"), b"/mnt/my disk");
+        assert_eq!(unescape("plain"), b"plain");
+        let root = crate::handle::open_root(Path::new("/proc")).unwrap();
+        let id = identify(root.as_fd()).unwrap();
+        if id.mount != id.dev {
+            assert_eq!(mount_by_id(id.mount).unwrap().point, Path::new("/proc"));
+        }
     }
 
     #[test]

@@ -115,10 +115,17 @@ mod tests {
 
     #[test]
     fn multibyte_names_are_cut_on_a_character_boundary() {
-        for name in ["é".repeat(127), "日本語".repeat(28), format!("a{}", "é".repeat(120))] {
+        for name in [
+            "é".repeat(127),
+            "日本語".repeat(28),
+            format!("a{}", "é".repeat(120)),
+        ] {
             let t = temp_name(OsStr::new(&name));
             let text = std::str::from_utf8(t.as_bytes()).expect("valid UTF-8 temp name");
-            assert!(text.encode_utf16().count() <= 255 && t.len() <= 255, "{text}");
+            assert!(
+                text.encode_utf16().count() <= 255 && t.len() <= 255,
+                "{text}"
+            );
             assert!(is_temp_name(&t));
         }
     }

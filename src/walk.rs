@@ -53,6 +53,8 @@ pub(crate) struct Walk<'a> {
     /// listings of the replica are read as if they had happened, so the rename is not also
     /// counted as a removal and a creation. (from, to, the replica entry moved.)
     moved: Vec<(PathBuf, PathBuf, Entry)>,
+    /// REPLICA's root, kept only by a walk whose sink does not write.
+    dst_root: Option<OwnedFd>,
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
@@ -75,6 +77,7 @@ pub(crate) fn walk<'a>(
             stack: Vec::new(),
             batch,
             moved: Vec::new(),
+            dst_root: None,
         };
         body(&mut walk);
     });
@@ -219,26 +222,27 @@ impl Walk<'_> {
                 let dst = match &task.parent.dst {
                     Some(parent) => match open_child_dir(parent, &task.name) {
                         Ok(d) => Some(d),
-                        // Only a dry run gets here: the directory was not really made (or
-                        // not really renamed there).
+                        // Only a dry run gets here: the directory was not really made, or
+                        // not really renamed there (then it is read where it still is).
                         Err(e)
                             if e.kind() == io::ErrorKind::NotFound
                                 && (task.fresh || !self.sink.writes()) =>
                         {
-                            None
+                            self.unmoved(&rel)
                         }
                         Err(e) => return Err(("open replica dir", e)),
                     },
-                    None => None,
+                    None => self.unmoved(&rel),
                 };
                 if !task.scan {
                     return Ok((src, Listing::default(), dst, None));
                 }
-                let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
+                // The replica first: see `compare`.
                 let dst_list = match &dst {
                     Some(d) => scan_dir(d).map_err(|e| ("scan replica", e))?,
                     None => Listing::default(),
                 };
+                let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
                 Ok::<_, (&'static str, io::Error)>((src, src_list, dst, Some(dst_list)))
             })();
             match opened {
@@ -287,8 +291,12 @@ impl Walk<'_> {
         };
         let base: PathBuf = comps[..depth].iter().collect();
         let lists = (|| {
-            let s = scan_dir(&src).map_err(|e| ("scan", e))?;
+            // The replica is listed before the source, everywhere: a batch that mirrors a
+            // change in between (on another thread, beside a full pass) then only makes the
+            // source look newer than the replica listing, which leads to redundant copies,
+            // never to removing what the source now has.
             let d = scan_dir(&dst).map_err(|e| ("scan replica", e))?;
+            let s = scan_dir(&src).map_err(|e| ("scan", e))?;
             Ok::<_, (&'static str, io::Error)>((s, d))
         })();
         match lists {
@@ -298,44 +306,126 @@ impl Walk<'_> {
     }
 
     /// Mirror a rename seen in SRC as a rename in REPLICA when the plan says the replica
-    /// entry under the old name is what SRC now holds under the new one (no recopy). If not,
-    /// or if the rename fails, nothing happens here: comparing both directories, which the
-    /// batch does next, copies and removes what it must.
+    /// entry under the old name is what SRC now holds under the new one (`now_at`: where the
+    /// new name is in SRC now, after the batch's later renames) and the rename can replace
+    /// what the replica holds there. Missing replica ancestors of the new name are created
+    /// first. If not, or if the rename fails, nothing happens here: comparing both
+    /// directories, which the batch does next, copies and removes what it must.
     pub(crate) fn rename(
         &mut self,
         src_root: &OwnedFd,
         dst_root: &OwnedFd,
-        from: &Path,
-        to: &Path,
+        (from, to): (&Path, &Path),
+        now_at: &Path,
     ) {
         let ex = self.ctx.excludes;
-        let (Some((from_dir, from_name)), Some((to_dir, to_name))) = (split(from), split(to))
+        let (Some((from_dir, from_name)), Some((to_dir, to_name)), Some((now_dir, now_name))) =
+            (split(from), split(to), split(now_at))
         else {
             return;
         };
-        let found = (|| {
-            let src_dir = open_dir_beneath(src_root, &to_dir).ok()?;
-            let now = stat_entry(&src_dir, to_name).ok()??;
+        let decided = (|| {
+            let src_dir = open_dir_beneath(src_root, &now_dir).ok()?;
+            let now = stat_entry(&src_dir, now_name).ok()??;
             let is_dir = now.kind == Kind::Dir;
             if ex.excludes(from, is_dir) || ex.excludes(to, is_dir) {
                 return None;
             }
             let dst_from = open_dir_beneath(dst_root, &from_dir).ok()?;
-            let dst_to = open_dir_beneath(dst_root, &to_dir).ok()?;
             let old = stat_entry(&dst_from, from_name).ok()??;
-            rename_matches(&old, &now, self.ctx.plan).then_some((dst_from, dst_to, old))
+            let dst_to = open_dir_beneath(dst_root, &to_dir).ok();
+            let there = match &dst_to {
+                Some(d) => stat_entry(d, to_name).ok()?,
+                None => None,
+            };
+            rename_matches(&old, &now, there.as_ref(), self.ctx.plan)
+                .then_some((dst_from, dst_to, old))
         })();
-        let Some((dst_from, dst_to, old)) = found else {
+        let Some((dst_from, dst_to, old)) = decided else {
             return;
         };
-        let done = self.sink.rename(
+        if !self.sink.writes() {
+            // Counted as done: later listings read the replica as if it had happened.
+            let fd = dst_from.as_fd();
+            if self
+                .sink
+                .rename((fd, from_name), (fd, to_name), (from, to), old.kind)
+            {
+                self.moved.push((from.to_path_buf(), to.to_path_buf(), old));
+            }
+            return;
+        }
+        let dst_to = match dst_to {
+            Some(d) => d,
+            None => match self.make_dirs(src_root, dst_root, &to_dir) {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        self.sink.rename(
             (dst_from.as_fd(), from_name),
             (dst_to.as_fd(), to_name),
             (from, to),
             old.kind,
         );
-        if done && !self.sink.writes() {
-            self.moved.push((from.to_path_buf(), to.to_path_buf(), old));
+    }
+
+    /// Create the replica directories missing on the way to `rel` (each as a planned `MakeDir`
+    /// through the sink; their metadata follows when their directories are compared) and
+    /// return the last. `None` if SRC has no such directories any more, or one cannot be made.
+    fn make_dirs(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path) -> Option<OwnedFd> {
+        let mut src = open_dir_beneath(src_root, Path::new("")).ok()?;
+        let mut dst = open_dir_beneath(dst_root, Path::new("")).ok()?;
+        let mut at = PathBuf::new();
+        for name in components(rel) {
+            let next_src = open_child_dir(&src, name).ok()?;
+            let next_dst = match open_child_dir(&dst, name) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    let target = crate::sink::Target {
+                        src: src.as_fd(),
+                        dst: Some(dst.as_fd()),
+                        rel: &at,
+                    };
+                    let make = Action::MakeDir {
+                        name: name.to_os_string(),
+                        reason: crate::plan::Reason::New,
+                    };
+                    if !self.sink.apply(target, &make) {
+                        return None;
+                    }
+                    open_child_dir(&dst, name).ok()?
+                }
+                Err(_) => return None,
+            };
+            at.push(name);
+            (src, dst) = (next_src, next_dst);
+        }
+        Some(dst)
+    }
+
+    /// For a sink that does not write: the replica directory that a counted rename would have
+    /// put at `rel`, opened where it still is.
+    fn unmoved(&self, rel: &Path) -> Option<OwnedFd> {
+        let root = self.dst_root.as_ref()?;
+        let mut at = rel.to_path_buf();
+        let mut any = false;
+        for (from, to, _) in self.moved.iter().rev() {
+            if let Some(p) = crate::queue::moved(&at, to, from) {
+                at = p;
+                any = true;
+            }
+        }
+        if !any {
+            return None;
+        }
+        open_dir_beneath(root, &at).ok()
+    }
+
+    /// Remember REPLICA's root, for reading a dry run's renamed directories where they are.
+    pub(crate) fn set_dst_root(&mut self, dst: &OwnedFd) {
+        if !self.sink.writes() {
+            self.dst_root = dst.try_clone().ok();
         }
     }
 

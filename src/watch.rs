@@ -47,8 +47,6 @@ pub enum Hint {
     /// Renamed inside SRC (a matched pair). An optimisation only: the directories of both
     /// ends are always compared too.
     Rename(PathBuf, PathBuf),
-    /// `Tree` from the `To` half of a rename that the next `Rename` may pair.
-    MovedTo(PathBuf),
     /// The watcher cannot say what changed.
     Full(&'static str),
     /// SRC itself may be gone, moved, replaced or unmounted: check it before anything else.
@@ -101,10 +99,6 @@ pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
                     }
                 }
                 (RenameMode::From, _) => out.extend(dirs()),
-                (RenameMode::To, _) => {
-                    out.extend(dirs());
-                    out.extend(rels.iter().map(|r| Hint::MovedTo(r.clone())));
-                }
                 _ => {
                     out.extend(dirs());
                     out.extend(rels.iter().map(|r| Hint::Tree(r.clone())));
@@ -117,7 +111,7 @@ pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
         }
     }
     // An event about the root's own metadata: the root is its own "parent directory".
-    out.retain(|h| !matches!(h, Hint::Tree(p) | Hint::MovedTo(p) if p.as_os_str().is_empty()));
+    out.retain(|h| !matches!(h, Hint::Tree(p) if p.as_os_str().is_empty()));
     out
 }
 
@@ -135,7 +129,7 @@ pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
         .into_iter()
         .filter_map(|h| match h {
             Hint::Dir(p) if out(&p) => None,
-            Hint::Tree(p) | Hint::MovedTo(p) if out_any(&p) => None,
+            Hint::Tree(p) if out_any(&p) => None,
             Hint::Rename(f, t) if out_any(&f) || out_any(&t) => None,
             other => Some(other),
         })
@@ -145,7 +139,15 @@ pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
 /// A running watcher on SRC (inotify, or the poller for network and FUSE filesystems, which
 /// deliver no events); dropping it stops it.
 pub struct Watch {
-    _watcher: Box<dyn Watcher + Send>,
+    watcher: Box<dyn Watcher + Send>,
+}
+
+impl Watch {
+    /// Watch `dir` (absolute, inside SRC) again, recursively: after an exchange of two names
+    /// the watcher's map of which directory is where is stale.
+    pub fn rewatch(&mut self, dir: &Path) -> notify::Result<()> {
+        self.watcher.watch(dir, RecursiveMode::Recursive)
+    }
 }
 
 /// How to watch.
@@ -188,7 +190,7 @@ pub fn start<M: Send + 'static>(
         )?),
     };
     let result = watcher.watch(root, RecursiveMode::Recursive);
-    let watch = Watch { _watcher: watcher };
+    let watch = Watch { watcher };
     match result {
         Ok(()) => Ok(Started {
             watch,
@@ -270,7 +272,7 @@ mod tests {
         let to = EventKind::Modify(ModifyKind::Name(RenameMode::To));
         assert_eq!(
             hints(to, &["/src/in"]),
-            vec![dir(""), Hint::MovedTo("in".into())]
+            vec![dir(""), Hint::Tree("in".into())]
         );
         let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
         assert_eq!(hints(from, &["/src/d/out"]), vec![dir("d")]);
