@@ -183,7 +183,28 @@ fn ns(sec: i64, nsec: i64) -> i128 {
 
 /// Find out what the filesystem of the directory `root` holds, by trying it in a temp
 /// directory that is removed again (a crash leaves a temp name, which the next pass removes).
+///
+/// REPLICA's own times are put back afterwards: the probe must not be a change of its own.
 pub fn probe(root: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
+    let before = fstat(root)?;
+    let result = probe_root(root, as_root);
+    let _ = futimens(
+        root,
+        &Timestamps {
+            last_access: Timespec {
+                tv_sec: before.st_atime,
+                tv_nsec: before.st_atime_nsec as _,
+            },
+            last_modification: Timespec {
+                tv_sec: before.st_mtime,
+                tv_nsec: before.st_mtime_nsec as _,
+            },
+        },
+    );
+    result
+}
+
+fn probe_root(root: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
     let dir_name = temp_name(OsStr::new("probe"));
     mkdirat(root, &dir_name, Mode::from_raw_mode(0o700))?;
     let result = (|| {
@@ -284,6 +305,7 @@ mod tests {
     fn a_posix_filesystem_keeps_everything() {
         let t = tempfile::tempdir().unwrap();
         let root = crate::handle::open_root(t.path()).unwrap();
+        let before = std::fs::metadata(t.path()).unwrap().modified().unwrap();
         let caps = probe(root.as_fd(), rustix::process::geteuid().is_root()).unwrap();
         assert!(!caps.case_insensitive && caps.symlinks && caps.perms);
         assert!(caps.mtime_ns <= 100, "{caps:?}");
