@@ -316,6 +316,8 @@ mod tests {
             0,
             "probe left files"
         );
+        let after = std::fs::metadata(t.path()).unwrap().modified().unwrap();
+        assert_eq!(before, after, "the probe changed the replica root's mtime");
     }
 
     #[test]

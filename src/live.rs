@@ -179,7 +179,14 @@ impl Live<'_> {
                 Err(RecvTimeoutError::Disconnected) => return self.finish(),
             }
             let now = Instant::now();
-            if self.queue.take_check_source() || now >= next_check {
+            let root_event = self.queue.take_check_source();
+            if root_event && self.paused.is_none() {
+                // SRC itself was removed, moved or unmounted: its watches are gone even if a
+                // directory is back at the path by now. Pause, and resume (re-watch and
+                // reconcile) only once the check below accepts what is there.
+                self.pause_for(&PassError::Source(SourceProblem::Replaced));
+            }
+            if root_event || now >= next_check {
                 next_check = now + ROOT_CHECK;
                 self.check_roots();
             }

@@ -199,12 +199,12 @@ impl SourceRoot {
         Ok(fd)
     }
 
-    /// After a pause: is SRC back? Either the very directory the run started with (moved
-    /// back, its disk remounted with the same inode), or a filesystem mounted again where the
-    /// one holding SRC was (the disk plugged back in, the share remounted: any content). A
-    /// directory merely recreated at the path, or one left under a mountpoint, is not SRC.
-    /// It must hold something unless REPLICA is empty too. What stands there becomes the
-    /// identity checked from now on.
+    /// After a pause: is SRC back? A directory on the filesystem that held SRC at start (the
+    /// very directory moved back, or one recreated at the path: a build tool that deletes and
+    /// remakes its output folder), or a filesystem mounted again where that one was (the disk
+    /// plugged back in, the share remounted: any content). A directory left under an
+    /// unmounted mountpoint is on another filesystem, and is never SRC. It must hold something
+    /// unless REPLICA is empty too. What stands there becomes the identity checked from now on.
     pub fn adopt(
         &self,
         replica: Option<BorrowedFd<'_>>,
@@ -213,7 +213,7 @@ impl SourceRoot {
         let fd = crate::handle::open_root(&self.path).map_err(SourceProblem::Gone)?;
         let now = identify(fd.as_fd()).map_err(SourceProblem::Gone)?;
         let was = self.id();
-        let same = (now.dev, now.ino) == (was.dev, was.ino);
+        let same = (now.dev, now.mount) == (was.dev, was.mount);
         let remounted = now.mount != was.mount
             && self.mount_point.is_some()
             && mount_by_id(now.mount).map(|m| m.point) == self.mount_point;
@@ -349,12 +349,7 @@ mod tests {
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("g"), "y").unwrap();
         assert!(matches!(root.open(r, false), Err(SourceProblem::Replaced)));
-        // A directory recreated at the path is not the source coming back...
-        assert!(matches!(root.adopt(r, false), Err(SourceProblem::Replaced)));
-        // ...the source moved back is.
-        std::fs::remove_dir_all(&src).unwrap();
-        std::fs::rename(t.path().join("old"), &src).unwrap();
-        std::fs::write(src.join("f"), "x").unwrap();
+        // A directory recreated on the same filesystem is adopted once it holds something.
         root.adopt(r, false).unwrap();
         assert!(root.open(r, false).is_ok());
     }
