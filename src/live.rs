@@ -265,6 +265,12 @@ impl Live<'_> {
                     }
                 }
             }
+            Err(e) if watch::is_vanished(&e) && !self.queue.is_empty() => {
+                // The watcher found a directory it was adding gone or no longer a directory:
+                // the race of a rename, exchange or removal whose own events are queued (their
+                // targets are walked whole, an exchange's re-watched). Nothing else is lost.
+                debug!(self.log, "watcher: a directory changed while being watched"; "error" => %e);
+            }
             Err(e) => {
                 warn!(self.log, "watcher error; scheduling a full pass"; "error" => %e);
                 self.queue.full_pass("watcher error");

@@ -210,6 +210,18 @@ pub fn is_watch_limit(e: &notify::Error) -> bool {
         || matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENOSPC))
 }
 
+/// True for the errors notify gives when a directory it was about to watch is gone or is no
+/// longer a directory (ENOENT, ENOTDIR): a race with the change that moved it.
+pub fn is_vanished(e: &notify::Error) -> bool {
+    match &e.kind {
+        notify::ErrorKind::PathNotFound => true,
+        notify::ErrorKind::Io(io) => {
+            io.kind() == std::io::ErrorKind::NotFound || io.raw_os_error() == Some(libc::ENOTDIR)
+        }
+        _ => false,
+    }
+}
+
 /// What to tell the user when the watch limit is hit.
 pub const WATCH_LIMIT_HINT: &str = "the inotify watch limit (one per directory) is reached: \
 changes in some directories will only be mirrored by the periodic full pass. Raise it with \
