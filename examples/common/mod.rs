@@ -1,6 +1,6 @@
 //! Shared by the `bench` and `latency` examples: seeded trees, locating and snapshotting the
 //! release binary, measuring child processes, machine facts and small statistics; the tree
-//! comparison is the tests' own (`tests/support/tree.rs`).
+//! comparison is the tests' own (`tests/integration/support/tree.rs`).
 //!
 //! Each example uses a different part of it.
 #![allow(dead_code)]
@@ -324,7 +324,7 @@ pub fn churn(root: &Path, spec: &TreeSpec, pct: f64, append: usize) -> io::Resul
 // ---------------------------------------------------------------------------------------------
 // Tree comparison: the tests' own
 
-#[path = "../../tests/support/tree.rs"]
+#[path = "../../tests/integration/support/tree.rs"]
 mod tree;
 
 pub use tree::try_tree_diff;

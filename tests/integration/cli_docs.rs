@@ -1,8 +1,7 @@
 //! The generated documentation: `--help` / `-h`, `--version`, `--completions SHELL` and
 //! `--man` name every flag, show the defaults and exit codes, and stay in step with each
 //! other and with the clap definitions they come from.
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::collections::BTreeSet;
 use std::io::Write;

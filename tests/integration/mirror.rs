@@ -3,8 +3,7 @@
 //! Each test builds a SRC (and often a pre-seeded REPLICA), runs one or more passes and
 //! checks the replica with `assert_mirrored` plus whatever the case is really about (inodes
 //! kept, outside folders untouched, log summary counts, ...).
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -265,6 +264,7 @@ fn nanosecond_mtimes_on_files_dirs_and_symlinks() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn permission_bits_are_mirrored() {
     let env = Env::new();
     let mut files: Vec<(&str, u32)> = vec![
@@ -335,6 +335,7 @@ fn permission_bits_are_mirrored() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn owner_and_group_are_mirrored_as_root() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -371,6 +372,7 @@ fn owner_and_group_are_mirrored_as_root() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn owner_change_keeps_setuid_bit_as_root() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -864,13 +866,23 @@ fn fifo_and_socket_are_skipped_with_a_warning() {
 /// whole test tree handed to it) when the tests run as root, else as the current user.
 fn unprivileged_once(env: &Env) -> std::process::Command {
     use std::os::unix::process::CommandExt;
-    let mut c = env.cmd(&["--once"]);
-    if is_root() {
-        for e in walkdir::WalkDir::new(env.root()) {
-            std::os::unix::fs::lchown(e.unwrap().path(), Some(65534), Some(65534)).unwrap();
-        }
-        c.uid(65534).gid(65534);
+    if !is_root() {
+        return env.cmd(&["--once"]);
     }
+    let exe = binary_for_others(env);
+    for e in walkdir::WalkDir::new(env.root()) {
+        std::os::unix::fs::lchown(e.unwrap().path(), Some(65534), Some(65534)).unwrap();
+    }
+    let mut c = std::process::Command::new(exe);
+    c.env("NO_COLOR", "1")
+        .arg("-s")
+        .arg(&env.src)
+        .arg("-r")
+        .arg(&env.rep)
+        .arg("-l")
+        .arg(&env.logs)
+        .arg("--once");
+    c.uid(65534).gid(65534);
     c
 }
 

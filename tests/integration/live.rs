@@ -5,9 +5,8 @@
 //! with a generous deadline. All tests here are serialised by one lock: the overflow test
 //! changes a machine-wide sysctl that every watcher started meanwhile would inherit, and
 //! running the watchers one at a time also keeps the timings honest on a small machine.
-mod support;
-use support::live::*;
-use support::*;
+use crate::support::live::*;
+use crate::support::*;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -378,6 +377,7 @@ fn burst_of_1000_creates() {
 /// The inotify queue overflows (its limit is read when the watcher is created): the watcher
 /// asks for a rescan and a full pass repairs everything.
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn inotify_overflow_triggers_a_full_pass() {
     let _g = serial();
     if !is_root() {
@@ -569,7 +569,11 @@ fn source_recreated_empty_then_filled() {
     // same), so the replica stays as it was...
     mkdir(&env.src);
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(!live.log_text().contains("source is back"), "{}", live.output());
+    assert!(
+        !live.log_text().contains("source is back"),
+        "{}",
+        live.output()
+    );
     assert_eq!(fs::read(env.rep.join("d/b")).unwrap(), b"b");
     // ...until it holds something again; then it is mirrored as it is (a build tool that
     // deletes and remakes its output folder keeps being mirrored).

@@ -6,8 +6,7 @@
 //! Permission faults need root (to build a tree that an unprivileged runner partly cannot
 //! read) and `setpriv`; the ENOSPC tests need root to mount a small tmpfs. Without them those
 //! tests say why and pass.
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -66,7 +65,7 @@ fn once_as_nobody(env: &Env, setpriv: &Path) -> Output {
         .arg(format!("--reuid={NOBODY}"))
         .arg(format!("--regid={NOBODY}"))
         .arg("--clear-groups")
-        .arg(env!("CARGO_BIN_EXE_replwatch"))
+        .arg(binary_for_others(env))
         .arg("-s")
         .arg(&env.src)
         .arg("-r")
@@ -110,6 +109,7 @@ fn assert_no_temp_files(root: &Path) {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn unreadable_source_file_is_reported_and_the_rest_is_copied() {
     let setpriv = match unprivileged_runner() {
         Ok(p) => p,
@@ -148,6 +148,7 @@ fn unreadable_source_file_is_reported_and_the_rest_is_copied() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn unreadable_source_dir_deletes_nothing_below_its_replica_counterpart() {
     let setpriv = match unprivileged_runner() {
         Ok(p) => p,
@@ -303,6 +304,7 @@ fn assert_enospc_logged(env: &Env) {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn full_replica_copies_what_fits_and_leaves_no_temp_files() {
     let _serial = MOUNTS.lock().unwrap_or_else(PoisonError::into_inner);
     let (env, replica_fs) = match full_disk_env() {
@@ -332,6 +334,7 @@ fn full_replica_copies_what_fits_and_leaves_no_temp_files() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn full_replica_keeps_the_old_version_of_a_file_it_cannot_replace() {
     let _serial = MOUNTS.lock().unwrap_or_else(PoisonError::into_inner);
     let (env, replica_fs) = match full_disk_env() {
@@ -467,6 +470,7 @@ impl Drop for StopOnDrop<'_> {
 /// the file's mtime and written the first half. A pass taken then sees a stable stat and a
 /// half-new, half-old file.
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn file_with_a_write_in_flight_is_not_mirrored_torn() {
     const SIZE: usize = 8 << 20;
     const HALF: usize = SIZE / 2;

@@ -4,8 +4,7 @@
 //! spaces stays one argument and that the arguments are a valid replwatch command line; then
 //! the systemd and cron commands are really run (with the folders moved to temp dirs whose
 //! names have spaces) and must mirror.
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,9 +1,8 @@
 //! The controls around the sync: dry run, excludes, the delete guard and poll mode.
-mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn seeded(env: &Env) {
     write(env.src.join("keep.txt"), "same");

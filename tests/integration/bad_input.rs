@@ -3,8 +3,7 @@
 //! Every case checks the exit code, that stderr is a single `replwatch: error:` line naming
 //! the problem (a key phrase and the path or flag), that SRC is unchanged, and that the
 //! replica and log folder were not created (or, when they existed, not changed).
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! `--log-format json` and `--console-json`: every line a JSON object with `ts`, `level`,
 //! `msg` and the record's key-values, checked by parsing each line with serde_json.
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::fs;
 

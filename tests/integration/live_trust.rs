@@ -11,9 +11,8 @@
 //! machine (a sysctl, a mount) is put back by a guard's drop, also when the test fails.
 //! Tests that need root (mounting, a sysctl, running the binary as another user) print
 //! `skipped: <why>` and pass otherwise.
-mod support;
-use support::live::*;
-use support::*;
+use crate::support::live::*;
+use crate::support::*;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -761,6 +760,7 @@ fn git_checkouts_back_to_back_converge_without_a_full_pass() {
 // ---- 4. overflow, five times in a row ----
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn overflow_five_times_in_a_row_converges_each_time() {
     let _g = serial();
     if !is_root() {
@@ -974,6 +974,7 @@ impl Drop for Mounts {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn unmounted_source_pauses_and_a_new_mount_resumes() {
     let _g = serial();
     if !is_root() {
@@ -1330,6 +1331,7 @@ fn partial_run(during: impl FnOnce(&Env)) -> Option<Option<i32>> {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn partial_initial_pass_exits_3() {
     let _g = serial();
     if let Some(code) = partial_run(|_| {}) {
@@ -1342,6 +1344,7 @@ fn partial_initial_pass_exits_3() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn partial_initial_pass_then_an_unrelated_event_still_exits_3() {
     let _g = serial();
     let code = partial_run(|env| {
@@ -1359,6 +1362,7 @@ fn partial_initial_pass_then_an_unrelated_event_still_exits_3() {
 }
 
 #[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
 fn partial_initial_pass_repaired_by_an_event_exits_0() {
     let _g = serial();
     let code = partial_run(|env| {

@@ -80,6 +80,21 @@ impl Env {
     }
 }
 
+/// The binary under test, copied where another user can run it: the build directory may be
+/// private (a checkout in /root is mode 0700), and tests that run the binary as uid 65534
+/// must not depend on where the checkout lives.
+pub fn binary_for_others(env: &Env) -> PathBuf {
+    let bin = env.root().join("bin");
+    if !bin.exists() {
+        fs::create_dir(&bin).unwrap();
+        fs::copy(env!("CARGO_BIN_EXE_replwatch"), bin.join("replwatch")).unwrap();
+        chmod(bin.join("replwatch"), 0o755);
+        chmod(&bin, 0o755);
+        chmod(env.root(), 0o755);
+    }
+    bin.join("replwatch")
+}
+
 pub fn replwatch() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_replwatch"));
     c.env("NO_COLOR", "1");

@@ -5,8 +5,7 @@
 //!
 //! The kill moments are chosen with a sleep, but nothing asserted depends on where the kill
 //! lands: the invariant must hold at every instant of a pass.
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,6 +1,5 @@
 //! The smallest end-to-end check: a tree is mirrored and a second pass changes nothing.
-mod support;
-use support::*;
+use crate::support::*;
 
 #[test]
 fn mirrors_a_small_tree_and_is_idempotent() {

@@ -1,8 +1,7 @@
 //! The progress display: plain lines on stderr with `--progress always` when stderr is not a
 //! terminal, nothing by default off a terminal, with `-q` or in a dry run, and on a real
 //! terminal (a pty from `script`) a bar that never shares a line with a log record.
-mod support;
-use support::*;
+use crate::support::*;
 
 use std::path::Path;
 use std::process::Command;
