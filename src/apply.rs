@@ -18,12 +18,12 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::copy::{self, CopyError, CopyOptions, gid, uid};
-use crate::entry::Kind;
+use crate::entry::{Entry, Kind};
 use crate::fscaps::times;
 use crate::handle::open_child_dir;
 use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum};
 use crate::report::{Counters, Reporter, Tally};
-use crate::scan::{entry_from_stat, scan_dir, stat_entry};
+use crate::scan::{entry_from_stat, stat_entry};
 use crate::tempname::temp_name;
 
 /// A source directory and its replica counterpart, open, with the replica-relative path used
@@ -381,25 +381,40 @@ pub fn remove_tree(parent: BorrowedFd<'_>, name: &OsStr) -> io::Result<u64> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let st = fstat(&fd)?;
-    if st.st_mode & 0o700 != 0o700 {
-        // Our own replica dir made read-only from the source: we still must empty it.
-        fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777))?;
-    }
-    let mut removed = 0;
-    for e in scan_dir(&fd)?.entries {
-        removed += match e.kind {
-            Kind::Dir => remove_tree(fd.as_fd(), &e.name)?,
-            _ => match unlinkat(&fd, &e.name, AtFlags::empty()) {
-                Ok(()) => 1,
-                Err(Errno::NOENT) => 0,
-                Err(Errno::ISDIR) => remove_tree(fd.as_fd(), &e.name)?,
-                Err(err) => return Err(err.into()),
-            },
-        };
-    }
+    let mut removal = Removal(0);
+    crate::subtree::walk(fd.as_fd(), Path::new(""), &mut removal)?;
     match unlinkat(parent, name, AtFlags::REMOVEDIR) {
-        Ok(()) | Err(Errno::NOENT) => Ok(removed + 1),
+        Ok(()) | Err(Errno::NOENT) => Ok(removal.0 + 1),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes each entry once what is below it is gone, counting them.
+struct Removal(u64);
+
+impl crate::subtree::Visitor for Removal {
+    fn enter(&mut self, dir: BorrowedFd<'_>, _rel: &Path) -> io::Result<()> {
+        let st = fstat(dir)?;
+        if st.st_mode & 0o700 != 0o700 {
+            // Our own replica dir made read-only from the source: we still must empty it.
+            fchmod(dir, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777))?;
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, parent: BorrowedFd<'_>, e: &Entry, _rel: &Path) -> io::Result<()> {
+        let flags = if e.kind == Kind::Dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        match unlinkat(parent, &e.name, flags) {
+            Ok(()) => self.0 += 1,
+            Err(Errno::NOENT) => {}
+            // Became a directory since it was listed.
+            Err(Errno::ISDIR) => self.0 += remove_tree(parent, &e.name)?,
+            Err(err) => return Err(err.into()),
+        }
+        Ok(())
     }
 }

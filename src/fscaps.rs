@@ -231,6 +231,14 @@ fn clear(dir: BorrowedFd<'_>) {
     }
 }
 
+/// `.STEM.replwatch-probe0.tmp`: a name `tempname::is_temp_name` recognises.
+fn tmp(stem: &[u8]) -> std::ffi::OsString {
+    let mut name = b".".to_vec();
+    name.extend_from_slice(stem);
+    name.extend_from_slice(b".replwatch-probe0.tmp");
+    std::os::unix::ffi::OsStringExt::from_vec(name)
+}
+
 fn create(dir: BorrowedFd<'_>, name: impl rustix::path::Arg) -> rustix::io::Result<OwnedFd> {
     openat(
         dir,
@@ -242,9 +250,12 @@ fn create(dir: BorrowedFd<'_>, name: impl rustix::path::Arg) -> rustix::io::Resu
 
 fn probe_in(dir: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
     let mut caps = Caps::default();
-    let f = create(dir, "probe-a")?;
-    caps.case_insensitive = statat(dir, "PROBE-A", AtFlags::SYMLINK_NOFOLLOW).is_ok();
-    caps.symlinks = symlinkat("probe-a", dir, "probe-l").is_ok();
+    // Every name made here is a temp name, so whatever a kill leaves is removed by the next
+    // pass like any other leftover.
+    let f = create(dir, tmp(b"probe-a"))?;
+    caps.case_insensitive =
+        statat(dir, tmp(b"probe-a").to_ascii_uppercase(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    caps.symlinks = symlinkat("x", dir, tmp(b"probe-l")).is_ok();
 
     caps.perms =
         fchmod(&f, Mode::from_raw_mode(0o640)).is_ok() && fstat(&f)?.st_mode & 0o7777 == 0o640;
@@ -280,18 +291,17 @@ fn probe_in(dir: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
     caps.set_atime = diff2 >= u128::from(caps.mtime_ns);
     drop(f);
 
-    // 200 two-byte characters: 400 bytes, 200 UTF-16 units.
-    let long = "é".repeat(200);
-    caps.name_limit = match create(dir, long.as_str()) {
+    // 180 two-byte characters: 382 bytes in all, 202 UTF-16 units.
+    caps.name_limit = match create(dir, tmp("é".repeat(180).as_bytes())) {
         Ok(_) => NameLimit::Utf16,
         Err(_) => NameLimit::Bytes,
     };
     caps.windows_names = matches!(
-        create(dir, "probe:w"),
+        create(dir, tmp(b"probe:w")),
         Err(Errno::INVAL | Errno::NOENT | Errno::PERM | Errno::ACCESS | Errno::ILSEQ)
     );
     caps.utf8_names = matches!(
-        create(dir, OsStr::from_bytes(b"probe-\xff")),
+        create(dir, tmp(b"probe-\xff")),
         Err(Errno::ILSEQ | Errno::INVAL | Errno::NOENT | Errno::PERM)
     );
     Ok(caps)
@@ -318,6 +328,14 @@ mod tests {
         );
         let after = std::fs::metadata(t.path()).unwrap().modified().unwrap();
         assert_eq!(before, after, "the probe changed the replica root's mtime");
+    }
+
+    #[test]
+    fn probe_names_are_temp_names() {
+        for stem in [&b"probe-a"[..], b"probe:w", b"probe-\xff", "é".repeat(180).as_bytes()] {
+            assert!(crate::tempname::is_temp_name(&tmp(stem)));
+        }
+        assert!(tmp("é".repeat(180).as_bytes()).len() > 255);
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod roots;
 pub mod run;
 mod scan;
 mod sink;
+mod subtree;
 pub mod tempname;
 mod walk;
 mod watch;

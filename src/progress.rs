@@ -69,33 +69,63 @@ pub struct Totals {
 /// Count what a full pass will scan: every entry below `root` that the excludes keep,
 /// without following symlinks. `None` if cancelled.
 pub fn count(root: &std::path::Path, excludes: &Excludes, cancel: &AtomicBool) -> Option<Totals> {
-    let mut t = Totals::default();
-    let mut it = walkdir::WalkDir::new(root)
-        .min_depth(1)
-        .follow_links(false)
-        .into_iter();
-    while let Some(entry) = it.next() {
-        if cancel.load(Ordering::Relaxed) {
-            return None;
+    struct Count<'a> {
+        t: Totals,
+        excludes: &'a Excludes,
+        cancel: &'a AtomicBool,
+    }
+    impl crate::subtree::Visitor for Count<'_> {
+        fn wants(&mut self, e: &crate::entry::Entry, rel: &std::path::Path) -> bool {
+            !self
+                .excludes
+                .excludes(rel, e.kind == crate::entry::Kind::Dir)
         }
-        // An unreadable directory was counted as an entry of its parent; the pass reports it.
-        let Ok(entry) = entry else { continue };
-        let ty = entry.file_type();
-        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        if excludes.excludes(rel, ty.is_dir()) {
-            if ty.is_dir() {
-                it.skip_current_dir();
+        fn enter(
+            &mut self,
+            _d: std::os::fd::BorrowedFd<'_>,
+            _r: &std::path::Path,
+        ) -> std::io::Result<()> {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(std::io::ErrorKind::Interrupted.into());
             }
-            continue;
+            Ok(())
         }
-        t.entries += 1;
-        if ty.is_file()
-            && let Ok(m) = entry.metadata()
-        {
-            t.bytes += m.len();
+        fn unreadable(
+            &mut self,
+            _rel: &std::path::Path,
+            _e: std::io::Error,
+        ) -> std::io::Result<()> {
+            // Counted as an entry of its parent; the pass reports it.
+            Ok(())
+        }
+        fn leave(
+            &mut self,
+            _p: std::os::fd::BorrowedFd<'_>,
+            e: &crate::entry::Entry,
+            _rel: &std::path::Path,
+        ) -> std::io::Result<()> {
+            self.t.entries += 1;
+            if e.kind == crate::entry::Kind::File {
+                self.t.bytes += e.size;
+            }
+            Ok(())
         }
     }
-    Some(t)
+    let root = crate::handle::open_root(root).ok()?;
+    let mut c = Count {
+        t: Totals::default(),
+        excludes,
+        cancel,
+    };
+    match crate::subtree::walk(
+        std::os::fd::AsFd::as_fd(&root),
+        std::path::Path::new(""),
+        &mut c,
+    ) {
+        Ok(()) => Some(c.t),
+        Err(_) if cancel.load(Ordering::Relaxed) => None,
+        Err(_) => Some(c.t),
+    }
 }
 
 /// What the display needs from the configuration.

@@ -10,10 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::apply::{Applier, DirPair, Done};
-use crate::entry::Kind;
+use crate::entry::{Entry, Kind};
 use crate::handle::open_child_dir;
 use crate::plan::{Action, MetaFix, Reason};
-use crate::scan::scan_dir;
 
 /// A directory pair as the walk sees it. `dst` is `None` only in a dry run, for a replica
 /// directory that a real pass would have created.
@@ -138,21 +137,19 @@ impl<'a> DryRun<'a> {
 
 /// Entries below (and including) a replica directory, read-only.
 fn count_tree(parent: BorrowedFd<'_>, name: &OsStr) -> u64 {
+    struct Count(u64);
+    impl crate::subtree::Visitor for Count {
+        fn leave(&mut self, _p: BorrowedFd<'_>, _e: &Entry, _rel: &Path) -> io::Result<()> {
+            self.0 += 1;
+            Ok(())
+        }
+    }
     let Ok(fd) = open_child_dir(parent, name) else {
         return 1;
     };
-    let Ok(list) = scan_dir(&fd) else { return 1 };
-    1 + list
-        .entries
-        .iter()
-        .map(|e| {
-            if e.kind == Kind::Dir {
-                count_tree(fd.as_fd(), &e.name)
-            } else {
-                1
-            }
-        })
-        .sum::<u64>()
+    let mut count = Count(0);
+    let _ = crate::subtree::walk(fd.as_fd(), Path::new(""), &mut count);
+    1 + count.0
 }
 
 impl Sink for DryRun<'_> {

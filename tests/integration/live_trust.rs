@@ -1571,3 +1571,287 @@ fn change_during_a_long_reconciliation_is_mirrored_before_it_ends() {
     );
     assert_eq!(fs::read(env.rep.join("hot.txt")).unwrap(), b"hot");
 }
+
+// ---- 12. review findings: regression tests ----
+
+/// Poll until the tree at `rep` mirrors the one at `src` (for a SRC that is not `env.src`),
+/// with `try_converge`'s guards against comparing a tree while it is written.
+#[track_caller]
+fn converge_paths(src: &Path, rep: &Path, deadline: Duration) {
+    let settled = || {
+        quiet_diff(src, rep).is_empty() && {
+            std::thread::sleep(SETTLE);
+            quiet_diff(src, rep).is_empty()
+        }
+    };
+    if !wait_until(deadline, settled) {
+        panic!(
+            "replica did not converge in {deadline:?}:\n{}",
+            quiet_diff(src, rep).join("\n")
+        );
+    }
+    assert_mirrored(src, rep);
+}
+
+/// Unmount `dir`, lazily if replwatch holds something below it busy.
+fn umount(dir: &Path) {
+    let out = Command::new("umount").arg(dir).output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "note: umount failed ({}); detaching it lazily",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let out = Command::new("umount").arg("-l").arg(dir).output().unwrap();
+        assert!(out.status.success(), "umount -l: {}", describe(&out));
+    }
+}
+
+/// SRC is a folder *inside* a mounted filesystem (M/photos, M a tmpfs), so SRC itself is no
+/// mountpoint. Under M, on the filesystem below, a stale M/photos (holding `stale/`) waits.
+/// Unmounting M shows that stale directory at SRC's path: another filesystem, never SRC. The
+/// run pauses and stays paused, REPLICA untouched; a tmpfs mounted at M again, with
+/// M/photos in it, is SRC coming back.
+#[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
+fn source_inside_an_unmounted_filesystem_pauses_until_it_is_mounted_again() {
+    let _g = serial();
+    if !is_root() {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let env = Env::new();
+    let m = env.root().join("m");
+    let photos = m.join("photos");
+    // Left on the filesystem below M, hidden by the mount.
+    mkdir(photos.join("stale"));
+    write(photos.join("stale/old.jpg"), b"stale");
+    let mut mounts = Mounts::default();
+    if let Err(e) = mounts.tmpfs(&m) {
+        eprintln!("skipped: {e}");
+        return;
+    }
+    write(photos.join("a.jpg"), bytes(4000, 30));
+    write(photos.join("2024/b.jpg"), bytes(3000, 31));
+    write(photos.join("2024/trip/c.jpg"), b"c");
+    let mut cmd = replwatch();
+    cmd.arg("-s")
+        .arg(&photos)
+        .arg("-r")
+        .arg(&env.rep)
+        .arg("-l")
+        .arg(&env.logs)
+        .args(["--debounce", "50ms", "-i", "1d", "-d", "10m", "-v"]);
+    let mut live = Live::spawn(&env, cmd);
+    live.wait_watching();
+    converge_paths(&photos, &env.rep, CONVERGE);
+    let kept = fingerprint(&env.rep);
+
+    umount(&m);
+    assert!(
+        photos.join("stale").is_dir(),
+        "test bug: the stale directory is not visible at SRC's path after the unmount"
+    );
+    live.wait_log(&["source unavailable"], Duration::from_secs(5));
+    assert_untouched_for(&env.rep, &kept, Duration::from_secs(3), "the replica");
+    // Still paused: the stale directory is not taken for SRC, however long it stands there.
+    assert_untouched_for(&env.rep, &kept, Duration::from_secs(3), "the replica");
+    let back = live.count_log(&["source is back"]);
+    assert_eq!(
+        back, 0,
+        "the stale directory under the mountpoint was taken for SRC coming back"
+    );
+
+    // The filesystem comes back at M, with SRC in it (placed in one step).
+    mounts.tmpfs(&m).unwrap();
+    let incoming = m.join(".incoming");
+    write(incoming.join("a.jpg"), bytes(4000, 30));
+    write(incoming.join("2025/new.jpg"), bytes(2500, 32));
+    write(incoming.join("2024/b.jpg"), b"edited b");
+    fs::rename(&incoming, &photos).unwrap();
+    live.wait_log(&["source is back"], Duration::from_secs(10));
+    converge_paths(&photos, &env.rep, Duration::from_secs(20));
+    // And it is watched again.
+    write(photos.join("later.jpg"), b"later");
+    converge_paths(&photos, &env.rep, CONVERGE);
+    assert!(live.poll_exit().is_none(), "replwatch exited");
+}
+
+/// The atomic-deploy pattern: the old release moves aside, and the new build is swapped in
+/// with `renameat2(RENAME_EXCHANGE)`, in one debounce window.
+#[test]
+fn window_rename_then_exchange_atomic_deploy() {
+    in_one_window(
+        &[
+            ("build/index.html", b"<new release>"),
+            ("build/app.js", &bytes(3000, 33)),
+            ("build/assets/logo.png", &bytes(1200, 34)),
+            ("live/index.html", b"<old release, longer than the new one>"),
+            ("live/app.js", &bytes(2000, 35)),
+            ("live/old-only.css", b"old"),
+            ("keep", b"k"),
+        ],
+        |s| {
+            mv(s, "build", "staging");
+            exchange(&s.join("staging"), &s.join("live")).unwrap();
+        },
+    );
+}
+
+/// `mkdir new && mv big new/` under `--max-delete 5`: a rename into a directory made in the
+/// same window removes nothing, and no later reconciliation refuses anything either.
+#[test]
+fn max_delete_lets_a_rename_into_a_new_directory_through() {
+    let _g = serial();
+    let env = big_dir_env();
+    let live = Live::with_args(
+        &env,
+        &[
+            "--debounce",
+            "500ms",
+            "-i",
+            "3s",
+            "-d",
+            "5m",
+            "--max-delete",
+            "5",
+        ],
+    );
+    converge(&env);
+    fs::create_dir(env.src.join("new")).unwrap();
+    mv(&env.src, "big", "new/big");
+    converge(&env);
+    live.wait_log(&["action: rename", "path: new/big"], LOG_WAIT);
+    let done = live.count_log(&["pass done", "trigger: reconcile"]);
+    assert!(
+        live.wait_log_count(&["pass done", "trigger: reconcile"], done + 1, LOG_WAIT),
+        "no reconciliation ran"
+    );
+    let refused = max_delete_refusals(&live.log_text());
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    converge(&env);
+}
+
+/// `mv d e && rm -rf e/a` in one window, d/a holding 100 files, under `--max-delete 5`: the
+/// rename removes nothing, but the 101 removals inside the renamed directory are removals.
+/// The batch is refused and nothing is changed.
+#[test]
+fn max_delete_counts_removals_inside_a_renamed_directory() {
+    let _g = serial();
+    let env = Env::new();
+    for i in 0..100 {
+        write(
+            env.src.join(format!("d/a/f{i:03}")),
+            bytes(100 + i, i as u64),
+        );
+    }
+    write(env.src.join("d/keep"), b"k");
+    write(env.src.join("other"), b"o");
+    let live = Live::with_args(
+        &env,
+        &[
+            "--debounce",
+            "500ms",
+            "-i",
+            "1d",
+            "-d",
+            "5m",
+            "--max-delete",
+            "5",
+        ],
+    );
+    converge(&env);
+    let kept = fingerprint(&env.rep);
+    mv(&env.src, "d", "e");
+    rm_rf(&env.src, "e/a");
+    live.wait_log(&["more than --max-delete 5", "action: refused"], LOG_WAIT);
+    assert_untouched_for(&env.rep, &kept, Duration::from_secs(2), "the replica");
+    assert!(env.rep.join("d/a/f099").is_file() && !env.rep.join("e").exists());
+    let refused = max_delete_refusals(&live.log_text());
+    assert!(
+        refused.iter().any(|l| l.contains("remove 101 entries")),
+        "the refusal does not count the 101 removals (100 files and d/a):\n{}",
+        refused.join("\n")
+    );
+}
+
+/// `mv d/a d/b; mv d e` in one window: the file is renamed in the replica (same inode), not
+/// copied again.
+#[test]
+fn window_rename_inside_a_dir_then_the_dir_renamed_keeps_the_file() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = serial();
+    let env = env_with(&[
+        ("d/a", &bytes(50_000, 36)),
+        ("d/other", b"o"),
+        ("keep", b"k"),
+    ]);
+    let live = Live::with_args(&env, &["--debounce", "500ms", "-i", "1d", "-d", "5m"]);
+    converge(&env);
+    let ino = fs::symlink_metadata(env.rep.join("d/a")).unwrap().ino();
+    mv(&env.src, "d/a", "d/b");
+    mv(&env.src, "d", "e");
+    converge(&env);
+    hold_mirrored(&env, Duration::from_millis(1200));
+    assert_no_full_pass(&live);
+    let now = fs::symlink_metadata(env.rep.join("e/b")).unwrap().ino();
+    assert_eq!(
+        now,
+        ino,
+        "REPLICA's d/a was copied again as e/b instead of renamed\n--- log\n{}",
+        live.log_text()
+    );
+}
+
+/// A change still waiting for its debounce when `--duration` ends is mirrored before the
+/// run exits, and the run exits 0 (3 if it could not be).
+#[test]
+fn changes_queued_when_the_duration_ends_are_mirrored_before_exit() {
+    let _g = serial();
+    let env = env_with(&[("a", b"a")]);
+    let started = Instant::now();
+    let mut live = Live::with_args(&env, &["--debounce", "2500ms", "-i", "1d", "-d", "3s"]);
+    converge(&env);
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(started.elapsed()));
+    write(env.src.join("late"), bytes(2000, 37));
+    let status = live
+        .wait_exit(Duration::from_secs(20))
+        .expect("did not exit at the end of --duration");
+    let mirrored = fs::read(env.rep.join("late")).ok() == fs::read(env.src.join("late")).ok();
+    assert!(
+        mirrored,
+        "the change queued at the end of --duration was not mirrored (exit {:?})\n--- log\n{}",
+        status.code(),
+        live.log_text()
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "everything is mirrored: exit 0\n--- log\n{}",
+        live.log_text()
+    );
+    assert_mirrored(&env.src, &env.rep);
+}
+
+/// A build tool deletes SRC and makes it again with new output: a non-empty directory
+/// recreated at SRC's path on the same filesystem is adopted as SRC.
+#[test]
+fn source_deleted_and_recreated_by_a_build_tool_is_adopted() {
+    let _g = serial();
+    let env = env_with(&[
+        ("index.html", b"<old>"),
+        ("js/app.js", &bytes(3000, 38)),
+        ("gone.css", b"g"),
+    ]);
+    let live = Live::with(&env, "1d", "10m");
+    converge(&env);
+    fs::remove_dir_all(&env.src).unwrap();
+    fs::create_dir(&env.src).unwrap();
+    write(env.src.join("new"), bytes(1500, 39));
+    write(env.src.join("js/app.js"), b"rebuilt");
+    live.wait_log(&["source is back"], Duration::from_secs(10));
+    converge_within(&env, Duration::from_secs(20));
+    // Watched again: a change after the return is mirrored by its event.
+    write(env.src.join("after"), b"after");
+    converge(&env);
+    assert!(live.count_log(&["source is back"]) == 1);
+}

@@ -20,4 +20,5 @@ mod mirror;
 mod plan_model;
 mod progress;
 mod recipes;
+mod replica_fs;
 mod smoke;
