@@ -253,8 +253,12 @@ fn probe_in(dir: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
     // Every name made here is a temp name, so whatever a kill leaves is removed by the next
     // pass like any other leftover.
     let f = create(dir, tmp(b"probe-a"))?;
-    caps.case_insensitive =
-        statat(dir, tmp(b"probe-a").to_ascii_uppercase(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    caps.case_insensitive = statat(
+        dir,
+        tmp(b"probe-a").to_ascii_uppercase(),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .is_ok();
     caps.symlinks = symlinkat("x", dir, tmp(b"probe-l")).is_ok();
 
     caps.perms =
@@ -332,7 +336,12 @@ mod tests {
 
     #[test]
     fn probe_names_are_temp_names() {
-        for stem in [&b"probe-a"[..], b"probe:w", b"probe-\xff", "é".repeat(180).as_bytes()] {
+        for stem in [
+            &b"probe-a"[..],
+            b"probe:w",
+            b"probe-\xff",
+            "é".repeat(180).as_bytes(),
+        ] {
             assert!(crate::tempname::is_temp_name(&tmp(stem)));
         }
         assert!(tmp("é".repeat(180).as_bytes()).len() > 255);
