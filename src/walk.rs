@@ -5,6 +5,7 @@
 //! at and walks whole only what is new. Memory is bounded by the largest directory and the
 //! depth, never the whole tree.
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -134,8 +135,9 @@ impl Walk<'_> {
             state.touched.store(true, Ordering::Relaxed);
             self.sink.prepare_dir(state.target());
         }
-        let mut failed: Vec<&OsString> = Vec::new();
-        let mut made: Vec<&OsString> = Vec::new();
+        // Sets, not lists: a directory of 100,000 subdirectories asks about each of them.
+        let mut failed: HashSet<&OsString> = HashSet::new();
+        let mut made: HashSet<&OsString> = HashSet::new();
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
         for action in &actions {
@@ -158,8 +160,12 @@ impl Walk<'_> {
                 _ => {
                     let ok = self.sink.apply(state.target(), action);
                     match (ok, action) {
-                        (false, _) => failed.push(action.name()),
-                        (true, Action::MakeDir { name, .. }) => made.push(name),
+                        (false, _) => {
+                            failed.insert(action.name());
+                        }
+                        (true, Action::MakeDir { name, .. }) => {
+                            made.insert(name);
+                        }
                         _ => {}
                     }
                 }
@@ -170,14 +176,14 @@ impl Walk<'_> {
         }
         // What the plan leaves out is not descended into (a directory whose name differs
         // only in case from another's must not be merged into it).
-        let left_out: Vec<&OsString> = actions
+        let left_out: HashSet<&OsString> = actions
             .iter()
             .filter(|a| matches!(a, Action::Unsupported { .. } | Action::SkipSpecial { .. }))
             .map(Action::name)
             .collect();
         for e in src.entries.iter().rev() {
-            if e.kind == Kind::Dir && !failed.contains(&&e.name) && !left_out.contains(&&e.name) {
-                let fresh = made.contains(&&e.name);
+            if e.kind == Kind::Dir && !failed.contains(&e.name) && !left_out.contains(&e.name) {
+                let fresh = made.contains(&e.name);
                 let queued_deep = self
                     .batch
                     .is_some_and(|b| b.deep.contains(&state.rel.join(&e.name)));
