@@ -1674,6 +1674,18 @@ fn source_inside_an_unmounted_filesystem_pauses_until_it_is_mounted_again() {
     write(photos.join("later.jpg"), b"later");
     converge_paths(&photos, &env.rep, CONVERGE);
     assert!(live.poll_exit().is_none(), "replwatch exited");
+    // Resuming is a reconciliation, not a fight: nothing it did failed.
+    let log = live.log_text();
+    let problems: Vec<&str> = log
+        .lines()
+        .skip_while(|l| !l.contains("source is back"))
+        .filter(|l| is_problem(l))
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "errors after the source came back:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// The atomic-deploy pattern: the old release moves aside, and the new build is swapped in
@@ -1719,7 +1731,16 @@ fn max_delete_lets_a_rename_into_a_new_directory_through() {
     converge(&env);
     fs::create_dir(env.src.join("new")).unwrap();
     mv(&env.src, "big", "new/big");
-    converge(&env);
+    let done = try_converge(&env, CONVERGE);
+    let refused = max_delete_refusals(&live.log_text());
+    assert!(
+        refused.is_empty(),
+        "the rename into a new directory was refused:\n{}",
+        refused.join("\n")
+    );
+    if let Err(d) = done {
+        panic!("did not converge:\n{}", d.join("\n"));
+    }
     live.wait_log(&["action: rename", "path: new/big"], LOG_WAIT);
     let done = live.count_log(&["pass done", "trigger: reconcile"]);
     assert!(
@@ -1769,9 +1790,57 @@ fn max_delete_counts_removals_inside_a_renamed_directory() {
     let refused = max_delete_refusals(&live.log_text());
     assert!(
         refused.iter().any(|l| l.contains("remove 101 entries")),
-        "the refusal does not count the 101 removals (100 files and d/a):\n{}",
+        "the look-ahead did not count the 101 removals apply would make (100 files and \
+         e/a):\n{}",
         refused.join("\n")
     );
+}
+
+/// The same change under `--max-delete 150`: 101 removals are allowed, so the batch goes
+/// through. The look-ahead must count what apply will do, whichever name (old or new) the
+/// kernel's events for the removed files carry; three rounds, as that naming is a race.
+#[test]
+fn max_delete_look_ahead_agrees_with_apply_in_a_renamed_directory() {
+    let _g = serial();
+    let env = env_with(&[("other", b"o")]);
+    let live = Live::with_args(
+        &env,
+        &[
+            "--debounce",
+            "500ms",
+            "-i",
+            "1d",
+            "-d",
+            "5m",
+            "--max-delete",
+            "150",
+        ],
+    );
+    let (mut from, mut to) = ("d", "e");
+    for round in 0..3 {
+        for i in 0..100 {
+            write(
+                env.src.join(format!("{from}/a/f{i:03}")),
+                bytes(100 + i, (round * 1000 + i) as u64),
+            );
+        }
+        write(env.src.join(format!("{from}/keep")), b"k");
+        converge(&env);
+        mv(&env.src, from, to);
+        rm_rf(&env.src, &format!("{to}/a"));
+        let done = try_converge(&env, CONVERGE);
+        let refused = max_delete_refusals(&live.log_text());
+        assert!(
+            refused.is_empty(),
+            "round {round}: 101 removals refused under --max-delete 150:\n{}",
+            refused.join("\n")
+        );
+        if let Err(d) = done {
+            panic!("round {round}: did not converge:\n{}", d.join("\n"));
+        }
+        std::mem::swap(&mut from, &mut to);
+    }
+    assert_no_full_pass(&live);
 }
 
 /// `mv d/a d/b; mv d e` in one window: the file is renamed in the replica (same inode), not
@@ -1854,4 +1923,209 @@ fn source_deleted_and_recreated_by_a_build_tool_is_adopted() {
     write(env.src.join("after"), b"after");
     converge(&env);
     assert!(live.count_log(&["source is back"]) == 1);
+}
+
+/// A batch that compares a directory while a full pass copies a file into it must leave the
+/// pass's temp file alone: it is a copy in flight, not a stale temp.
+#[test]
+fn a_batch_during_a_pass_leaves_the_pass_copies_alone() {
+    let _g = serial();
+    let env = env_with(&[("small", b"s")]);
+    // Large enough that its copy by the initial pass is still running one debounce after the
+    // poke below.
+    let chunk = bytes(4 << 20, 41);
+    let mut f = File::create(env.src.join("big")).unwrap();
+    for _ in 0..64 {
+        f.write_all(&chunk).unwrap();
+    }
+    drop(f);
+    let mut live = Live::spawn(
+        &env,
+        env.cmd(&["--debounce", "50ms", "-i", "1d", "-d", "10m"]),
+    );
+    // The initial pass is copying `big`: its temp file is in REPLICA.
+    assert!(
+        wait_until(STARTUP, || env.rep.is_dir()
+            && !temp_files(&env.rep).is_empty()),
+        "never saw the initial pass's temp file"
+    );
+    let copying = temp_files(&env.rep);
+    write(env.src.join("poke"), b"poke");
+    live.wait_watching_within(Duration::from_secs(60));
+    converge_within(&env, Duration::from_secs(60));
+    let log = live.log_text();
+    let pos = |what: &str| log.lines().position(|l| l.contains(what));
+    if pos("pass done, action: summary, trigger: initial") < pos("path: poke") {
+        eprintln!("note: the initial pass ended before the batch ran: nothing was raced");
+    }
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| is_problem(l) || l.contains("stale-temp"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "a batch during the pass removed its copy in flight ({copying:?}):\n{}",
+        bad.join("\n")
+    );
+}
+
+/// Restores a mode on drop (so a tempdir owned by the test user can be removed).
+struct ModeBack(PathBuf, u32);
+
+impl Drop for ModeBack {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(&self.0, fs::Permissions::from_mode(self.1));
+    }
+}
+
+/// Hands `p` and everything below it to the user the watcher runs as (`nobody` when the
+/// tests run as root; nothing to do otherwise).
+fn own_for_watcher(p: &Path) {
+    if is_root() {
+        for e in walkdir::WalkDir::new(p) {
+            let e = e.unwrap();
+            std::os::unix::fs::lchown(e.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+}
+
+/// Live mode run by a user that file permissions apply to: as root, the binary runs as
+/// `nobody` and SRC, REPLICA and LOGDIR (and `also`) are handed to it, so that REPLICA still
+/// matches SRC owners included; otherwise as the test user. `None` (with the reason printed)
+/// when that cannot be arranged.
+fn live_without_dac_override(env: &Env, args: &[&str], also: &[&Path]) -> Option<Live> {
+    let cmd = if is_root() {
+        let Some(setpriv) = find_setpriv() else {
+            eprintln!("skipped: setpriv not found");
+            return None;
+        };
+        let exe = binary_for_others(env);
+        for d in [&env.rep, &env.logs] {
+            mkdir(d);
+        }
+        for p in [env.src.as_path(), env.rep.as_path(), env.logs.as_path()]
+            .iter()
+            .chain(also)
+        {
+            own_for_watcher(p);
+        }
+        let mut cmd = Command::new(setpriv);
+        cmd.arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg("--clear-groups")
+            .arg(exe)
+            .arg("-s")
+            .arg(&env.src)
+            .arg("-r")
+            .arg(&env.rep)
+            .arg("-l")
+            .arg(&env.logs)
+            .args(args)
+            .env("NO_COLOR", "1");
+        cmd
+    } else {
+        env.cmd(args)
+    };
+    let mut live = Live::spawn(env, cmd);
+    live.wait_watching();
+    Some(live)
+}
+
+/// A directory the watcher cannot read (run so that permissions apply to it): a watched one
+/// made mode 000, and one moved in with mode 300, which cannot be watched at all.
+/// Neither is a full pass nor empties anything in REPLICA; once readable again both are
+/// mirrored, changes inside included, through events.
+#[test]
+fn unreadable_directory_is_no_full_pass() {
+    let _g = serial();
+    let env = env_with(&[("d/x", b"x"), ("d/s/y", &bytes(2000, 40)), ("top", b"t")]);
+    let staged = env.root().join("staged");
+    write(staged.join("z"), b"z");
+    let args = ["--debounce", "50ms", "-i", "1d", "-d", "10m", "-v"];
+    let Some(mut live) = live_without_dac_override(&env, &args, &[&staged]) else {
+        return;
+    };
+    converge(&env);
+
+    let _d_back = ModeBack(env.src.join("d"), 0o755);
+    chmod(env.src.join("d"), 0o000);
+    // Writable (moving a directory to another parent writes its `..`), not readable.
+    chmod(&staged, 0o300);
+    let _locked_back = ModeBack(env.src.join("locked"), 0o755);
+    mv(&env.src, "../staged", "locked");
+    write(env.src.join("after"), b"after");
+    own_for_watcher(&env.src.join("after"));
+    assert!(
+        wait_until(CONVERGE, || fs::read(env.rep.join("after"))
+            .is_ok_and(|c| c == b"after")),
+        "a change next to the unreadable directories was not mirrored"
+    );
+    live.wait_log(&["Permission denied"], LOG_WAIT);
+    // REPLICA keeps what it has of d: unreadable is not empty.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        env.rep.join("d/x").is_file() && env.rep.join("d/s/y").is_file(),
+        "an unreadable source directory emptied its replica"
+    );
+    assert_no_full_pass(&live);
+
+    // Readable again: mirrored, and watched (a change inside each is seen).
+    chmod(env.src.join("d"), 0o755);
+    chmod(env.src.join("locked"), 0o755);
+    converge(&env);
+    write(env.src.join("d/new"), b"n");
+    own_for_watcher(&env.src.join("d/new"));
+    write(env.src.join("locked/w"), b"w");
+    own_for_watcher(&env.src.join("locked/w"));
+    converge(&env);
+    assert_no_full_pass(&live);
+    assert!(live.poll_exit().is_none(), "replwatch exited");
+}
+
+/// A directory that could not be listed, made readable later: when the run ends, either its
+/// contents were mirrored (exit 0) or the run says it is incomplete (exit 3). Comparing its
+/// parent (for the mode change) decides the directory's entry, not what is inside it.
+#[test]
+fn unlisted_directory_keeps_the_exit_status_partial_until_mirrored() {
+    let _g = serial();
+    let env = env_with(&[("top", b"t")]);
+    let staged = env.root().join("staged");
+    write(staged.join("z"), b"z");
+    write(staged.join("sub/w"), b"w");
+    let args = ["--debounce", "50ms", "-i", "1d", "-d", "10m"];
+    let Some(mut live) = live_without_dac_override(&env, &args, &[&staged]) else {
+        return;
+    };
+    converge(&env);
+    // Writable (moving a directory to another parent writes its `..`), not readable.
+    chmod(&staged, 0o300);
+    let _locked_back = ModeBack(env.src.join("locked"), 0o755);
+    mv(&env.src, "../staged", "locked");
+    live.wait_log(&["Permission denied"], LOG_WAIT);
+    assert!(wait_until(CONVERGE, || env.rep.join("locked").is_dir()));
+    chmod(env.src.join("locked"), 0o755);
+    // Its mode change reaches REPLICA: the event was handled.
+    assert!(
+        wait_until(CONVERGE, || fs::symlink_metadata(env.rep.join("locked"))
+            .is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt;
+                m.permissions().mode() & 0o777 == 0o755
+            })),
+        "the mode change of `locked` was not mirrored"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    live.signal(Signal::TERM);
+    let code = live
+        .wait_exit(Duration::from_secs(20))
+        .expect("did not exit on SIGTERM")
+        .code();
+    let mirrored = quiet_diff(&env.src, &env.rep).is_empty();
+    assert!(
+        (mirrored && code == Some(0)) || (!mirrored && code == Some(3)),
+        "exit {code:?} with the replica {}:\n{}\n--- log\n{}",
+        if mirrored { "complete" } else { "incomplete" },
+        quiet_diff(&env.src, &env.rep).join("\n"),
+        live.log_text()
+    );
 }
