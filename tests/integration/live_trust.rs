@@ -1593,6 +1593,17 @@ fn converge_paths(src: &Path, rep: &Path, deadline: Duration) {
     assert_mirrored(src, rep);
 }
 
+/// Run `change` while the process is stopped, as on a busy machine: every event it makes is
+/// queued before the watcher reads any, so the watcher names them all by the paths it knew
+/// before (a directory renamed by `change` keeps its old name), and a directory `change`
+/// creates is watched only after everything else in `change` happened in it.
+fn while_stopped<T>(live: &Live, change: impl FnOnce() -> T) -> T {
+    live.signal(Signal::STOP);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(change));
+    live.signal(Signal::CONT);
+    r.unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
 /// Unmount `dir`, lazily if replwatch holds something below it busy.
 fn umount(dir: &Path) {
     let out = Command::new("umount").arg(dir).output().unwrap();
@@ -1710,7 +1721,10 @@ fn window_rename_then_exchange_atomic_deploy() {
 }
 
 /// `mkdir new && mv big new/` under `--max-delete 5`: a rename into a directory made in the
-/// same window removes nothing, and no later reconciliation refuses anything either.
+/// same window removes nothing, and no later reconciliation refuses anything either. Done
+/// while the process is stopped, `new` is watched only after the move: the kernel's
+/// moved-to event is never seen, only big's moved-from (otherwise that is a race, lost
+/// about one time in three).
 #[test]
 fn max_delete_lets_a_rename_into_a_new_directory_through() {
     let _g = serial();
@@ -1729,8 +1743,10 @@ fn max_delete_lets_a_rename_into_a_new_directory_through() {
         ],
     );
     converge(&env);
-    fs::create_dir(env.src.join("new")).unwrap();
-    mv(&env.src, "big", "new/big");
+    while_stopped(&live, || {
+        fs::create_dir(env.src.join("new")).unwrap();
+        mv(&env.src, "big", "new/big");
+    });
     let done = try_converge(&env, CONVERGE);
     let refused = max_delete_refusals(&live.log_text());
     assert!(
@@ -1787,18 +1803,14 @@ fn max_delete_counts_removals_inside_a_renamed_directory() {
     live.wait_log(&["more than --max-delete 5", "action: refused"], LOG_WAIT);
     assert_untouched_for(&env.rep, &kept, Duration::from_secs(2), "the replica");
     assert!(env.rep.join("d/a/f099").is_file() && !env.rep.join("e").exists());
-    let refused = max_delete_refusals(&live.log_text());
-    assert!(
-        refused.iter().any(|l| l.contains("remove 101 entries")),
-        "the look-ahead did not count the 101 removals apply would make (100 files and \
-         e/a):\n{}",
-        refused.join("\n")
-    );
+    // How many it counted is for `max_delete_look_ahead_agrees_with_apply_...`: here any
+    // count above 5 is a refusal.
 }
 
 /// The same change under `--max-delete 150`: 101 removals are allowed, so the batch goes
 /// through. The look-ahead must count what apply will do, whichever name (old or new) the
-/// kernel's events for the removed files carry; three rounds, as that naming is a race.
+/// watcher gives the removed files: first with the process stopped during the change (all
+/// named by the old path d/a), then twice running (a race between the two names).
 #[test]
 fn max_delete_look_ahead_agrees_with_apply_in_a_renamed_directory() {
     let _g = serial();
@@ -1826,8 +1838,15 @@ fn max_delete_look_ahead_agrees_with_apply_in_a_renamed_directory() {
         }
         write(env.src.join(format!("{from}/keep")), b"k");
         converge(&env);
-        mv(&env.src, from, to);
-        rm_rf(&env.src, &format!("{to}/a"));
+        let change = || {
+            mv(&env.src, from, to);
+            rm_rf(&env.src, &format!("{to}/a"));
+        };
+        if round == 0 {
+            while_stopped(&live, change);
+        } else {
+            change();
+        }
         let done = try_converge(&env, CONVERGE);
         let refused = max_delete_refusals(&live.log_text());
         assert!(
@@ -2128,4 +2147,83 @@ fn unlisted_directory_keeps_the_exit_status_partial_until_mirrored() {
         quiet_diff(&env.src, &env.rep).join("\n"),
         live.log_text()
     );
+}
+
+/// The atomic deploy with the process stopped meanwhile (every event named by the paths the
+/// watcher knew before), and a write into each swapped directory after the swap.
+#[test]
+fn atomic_deploy_while_stopped_converges() {
+    let _g = serial();
+    let env = env_with(&[
+        ("build/index.html", b"<new release>"),
+        ("build/app.js", &bytes(3000, 33)),
+        ("build/assets/logo.png", &bytes(1200, 34)),
+        ("live/index.html", b"<old release, longer than the new one>"),
+        ("live/app.js", &bytes(2000, 35)),
+        ("live/old-only.css", b"old"),
+        ("keep", b"k"),
+    ]);
+    let live = Live::with_args(&env, &["--debounce", "500ms", "-i", "1d", "-d", "5m", "-v"]);
+    converge(&env);
+    while_stopped(&live, || {
+        mv(&env.src, "build", "staging");
+        exchange(&env.src.join("staging"), &env.src.join("live")).unwrap();
+        write(env.src.join("live/after"), b"a");
+        write(env.src.join("staging/after2"), b"b");
+    });
+    converge(&env);
+    hold_mirrored(&env, Duration::from_millis(1200));
+    assert_no_full_pass(&live);
+}
+
+/// `mv d/a d/b; mv d e`, then a new file in e, with the process stopped meanwhile: still a
+/// rename of the file (same inode), not a copy.
+#[test]
+fn rename_inside_a_dir_then_the_dir_renamed_while_stopped_keeps_the_file() {
+    use std::os::unix::fs::MetadataExt;
+    let _g = serial();
+    let env = env_with(&[
+        ("d/a", &bytes(50_000, 36)),
+        ("d/other", b"o"),
+        ("keep", b"k"),
+    ]);
+    let live = Live::with_args(&env, &["--debounce", "500ms", "-i", "1d", "-d", "5m", "-v"]);
+    converge(&env);
+    let ino = fs::symlink_metadata(env.rep.join("d/a")).unwrap().ino();
+    while_stopped(&live, || {
+        mv(&env.src, "d/a", "d/b");
+        mv(&env.src, "d", "e");
+        write(env.src.join("e/c"), b"c");
+    });
+    converge(&env);
+    hold_mirrored(&env, Duration::from_millis(1200));
+    assert_no_full_pass(&live);
+    let now = fs::symlink_metadata(env.rep.join("e/b")).unwrap().ino();
+    assert_eq!(
+        now,
+        ino,
+        "REPLICA's d/a was copied again as e/b instead of renamed\n--- log\n{}",
+        live.log_text()
+    );
+}
+
+/// An exchange of a symlink to a directory with a file: after it, the file's old name is a
+/// link to that directory. Watching the exchanged names again must not follow the link (that
+/// would watch the directory under the link's name, and its events would then be named by
+/// the link). Found by the property test (seed 1796194836754075484, reduced): a symlink made
+/// in the directory afterwards was never mirrored.
+#[test]
+fn exchange_of_a_symlink_to_a_dir_keeps_that_dir_watched() {
+    let _g = serial();
+    let env = env_with(&[("d/x", b"x"), ("n", &bytes(1000, 42)), ("keep", b"k")]);
+    symlink("d", env.src.join("link"));
+    let live = Live::with_args(&env, &["--debounce", "300ms", "-i", "1d", "-d", "5m", "-v"]);
+    converge(&env);
+    exchange(&env.src.join("link"), &env.src.join("n")).unwrap();
+    converge(&env);
+    write(env.src.join("d/new"), b"new");
+    symlink("target", env.src.join("d/l2"));
+    converge(&env);
+    hold_mirrored(&env, Duration::from_millis(500));
+    assert_no_full_pass(&live);
 }
