@@ -203,24 +203,24 @@ impl Applier<'_> {
                 )
             })?;
         let tmp = temp_name(name);
-        symlinkat(target, dir.dst, &tmp)?;
+        symlinkat(target, dir.dst, &*tmp)?;
         let finish = || -> io::Result<()> {
             if self.plan.owner {
                 chownat(
                     dir.dst,
-                    &tmp,
+                    &*tmp,
                     Some(uid(src.uid)),
                     Some(gid(src.gid)),
                     AtFlags::SYMLINK_NOFOLLOW,
                 )?;
             }
             let t = times(src.mtime.sec, src.mtime.nsec as i64, self.copy.set_atime);
-            utimensat(dir.dst, &tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;
-            renameat(dir.dst, &tmp, dir.dst, name)?;
+            utimensat(dir.dst, &*tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;
+            renameat(dir.dst, &*tmp, dir.dst, name)?;
             Ok(())
         };
         if let Err(e) = finish() {
-            let _ = unlinkat(dir.dst, &tmp, AtFlags::empty());
+            let _ = unlinkat(dir.dst, &*tmp, AtFlags::empty());
             return Err(e);
         }
         let (tally, why) = tally_for(reason);

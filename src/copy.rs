@@ -6,7 +6,7 @@
 //! is thrown away and taken again, a bounded number of times. The replica is stamped with the
 //! *pre-copy* mtime, so a change that slipped past the check is seen by the next quick check.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -95,14 +95,14 @@ impl std::error::Error for CopyError {
 /// A temp file that removes itself unless it was renamed into place.
 struct Temp<'a> {
     dir: BorrowedFd<'a>,
-    name: OsString,
+    name: crate::tempname::TempName,
     armed: bool,
 }
 
 impl Drop for Temp<'_> {
     fn drop(&mut self) {
         if self.armed {
-            let _ = unlinkat(self.dir, &self.name, AtFlags::empty());
+            let _ = unlinkat(self.dir, &*self.name, AtFlags::empty());
         }
     }
 }
@@ -112,7 +112,7 @@ fn create_temp<'a>(dir: BorrowedFd<'a>, target: &OsStr) -> io::Result<(Temp<'a>,
         let name = temp_name(target);
         let flags =
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        match openat(dir, &name, flags, Mode::from_raw_mode(0o600)) {
+        match openat(dir, &*name, flags, Mode::from_raw_mode(0o600)) {
             Ok(fd) => {
                 return Ok((
                     Temp {
@@ -209,7 +209,7 @@ pub fn copy_file(
             fsync(&out)?;
         }
         drop(out);
-        renameat(dst_dir, &temp.name, dst_dir, name)?;
+        renameat(dst_dir, &*temp.name, dst_dir, name)?;
         temp.armed = false;
         return Ok(copied);
     }

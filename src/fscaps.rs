@@ -206,11 +206,11 @@ pub fn probe(root: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
 
 fn probe_root(root: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
     let dir_name = temp_name(OsStr::new("probe"));
-    mkdirat(root, &dir_name, Mode::from_raw_mode(0o700))?;
+    mkdirat(root, &*dir_name, Mode::from_raw_mode(0o700))?;
     let result = (|| {
         let dir = openat(
             root,
-            &dir_name,
+            &*dir_name,
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
@@ -218,7 +218,7 @@ fn probe_root(root: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
         clear(dir.as_fd());
         caps
     })();
-    let _ = unlinkat(root, &dir_name, AtFlags::REMOVEDIR);
+    let _ = unlinkat(root, &*dir_name, AtFlags::REMOVEDIR);
     result
 }
 

@@ -7,6 +7,8 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const MARK: &[u8] = b".replwatch-";
@@ -28,8 +30,51 @@ fn cut(name: &[u8], max: usize) -> &[u8] {
     &name[..end]
 }
 
-/// A fresh temp name for `target`.
-pub fn temp_name(target: &OsStr) -> OsString {
+/// The temp names this process is writing right now. A pass and a batch run side by side in
+/// live mode: one's temp file in flight is not the other's stale leftover.
+static IN_FLIGHT: Mutex<BTreeSet<OsString>> = Mutex::new(BTreeSet::new());
+
+/// A temp name in use by this process: registered while it lives, so no comparison takes it
+/// for a crashed run's leftover.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TempName(OsString);
+
+impl std::ops::Deref for TempName {
+    type Target = OsStr;
+    fn deref(&self) -> &OsStr {
+        &self.0
+    }
+}
+
+impl AsRef<OsStr> for TempName {
+    fn as_ref(&self) -> &OsStr {
+        &self.0
+    }
+}
+
+impl Drop for TempName {
+    fn drop(&mut self) {
+        if let Ok(mut set) = IN_FLIGHT.lock() {
+            set.remove(&self.0);
+        }
+    }
+}
+
+/// Is `name` a temp file this process is writing right now?
+pub fn in_flight(name: &OsStr) -> bool {
+    IN_FLIGHT.lock().map(|s| s.contains(name)).unwrap_or(false)
+}
+
+/// A fresh temp name for `target`, registered as in flight until dropped.
+pub fn temp_name(target: &OsStr) -> TempName {
+    let name = fresh_name(target);
+    if let Ok(mut set) = IN_FLIGHT.lock() {
+        set.insert(name.clone());
+    }
+    TempName(name)
+}
+
+fn fresh_name(target: &OsStr) -> OsString {
     let kept = cut(target.as_bytes(), MAX_KEPT);
     let mut out = Vec::with_capacity(kept.len() + 24);
     out.push(b'.');
@@ -128,6 +173,15 @@ mod tests {
             );
             assert!(is_temp_name(&t));
         }
+    }
+
+    #[test]
+    fn a_name_is_in_flight_while_it_lives() {
+        let t = temp_name(OsStr::new("x"));
+        let name = t.to_os_string();
+        assert!(in_flight(&name));
+        drop(t);
+        assert!(!in_flight(&name));
     }
 
     #[test]

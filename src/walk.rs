@@ -114,6 +114,10 @@ impl Walk<'_> {
         deep: bool,
     ) {
         self.exclude(&state.rel, &mut src, &mut dst);
+        // A temp file this process is writing (a copy of the pass beside a batch) is not a
+        // crashed run's leftover: it is not part of the replica's listing at all.
+        dst.entries
+            .retain(|e| !(is_temp_name(&e.name) && crate::tempname::in_flight(&e.name)));
         self.overlay(&state.rel, &mut dst);
         let c = &self.ctx;
         if self.batch.is_some()

@@ -754,7 +754,7 @@ fn empty_source_with_only_a_stale_temp_in_the_replica_is_not_refused() {
     let env = Env::new();
     let stale = env
         .rep
-        .join(replwatch::tempname::temp_name("a.txt".as_ref()));
+        .join(&*replwatch::tempname::temp_name("a.txt".as_ref()));
     write(&stale, "half a file from a killed run");
     let out = env.once();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
