@@ -56,6 +56,8 @@ pub(crate) struct Walk<'a> {
     moved: Vec<(PathBuf, PathBuf, Entry)>,
     /// REPLICA's root, kept only by a walk whose sink does not write.
     dst_root: Option<OwnedFd>,
+    /// The directories this batch compared already.
+    compared: HashSet<PathBuf>,
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
@@ -79,6 +81,7 @@ pub(crate) fn walk<'a>(
             batch,
             moved: Vec::new(),
             dst_root: None,
+            compared: HashSet::new(),
         };
         body(&mut walk);
     });
@@ -300,6 +303,11 @@ impl Walk<'_> {
             }
         };
         let base: PathBuf = comps[..depth].iter().collect();
+        if !self.compared.insert(base.clone()) {
+            // Several places the batch looks at led here (their own directories are gone):
+            // once is what a real pass does; twice would count a dry run's removals twice.
+            return;
+        }
         let lists = (|| {
             // The replica is listed before the source, everywhere: a batch that mirrors a
             // change in between (on another thread, beside a full pass) then only makes the
