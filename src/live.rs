@@ -299,7 +299,12 @@ impl Live<'_> {
                     // After an exchange the watcher knows each swapped directory by the
                     // other's name: watching both names again tells it where they are.
                     for rel in &batch.exchanged {
-                        let _ = w.rewatch(&self.config.source.join(rel));
+                        // Only a real directory: watching a symlink would follow it (to a
+                        // directory watched under its own name, or outside SRC).
+                        let path = self.config.source.join(rel);
+                        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                            let _ = w.rewatch(&path);
+                        }
                     }
                 }
                 let result = self.engine.sync_batch(&batch, Trigger::Event);
