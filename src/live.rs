@@ -198,7 +198,17 @@ impl Live<'_> {
                 self.request_pass(Trigger::Reconcile);
             }
             for due in self.pending.take_due(now) {
-                if due.snapshot {
+                if due.walk {
+                    // A directory that could not be read: look into it again, and have the
+                    // watcher try it again (it could not watch it either).
+                    let path = self.config.source.join(&due.path);
+                    if let Some(w) = &mut self.watch
+                        && path.symlink_metadata().is_ok_and(|m| m.is_dir())
+                    {
+                        let _ = w.rewatch(&path);
+                    }
+                    self.queue.tree(due.path);
+                } else if due.snapshot {
                     self.queue.snapshot(due.path);
                 } else {
                     self.queue

@@ -32,6 +32,10 @@ struct Retry {
 pub struct Pending {
     failed: BTreeMap<PathBuf, String>,
     retry: BTreeMap<PathBuf, Retry>,
+    /// Directories whose contents could not be read (unreadable, or gone while being
+    /// opened), walked again on a back-off: a directory made readable later produces no
+    /// event inside it, and comparing its parent does not look into it.
+    unread: BTreeMap<PathBuf, Retry>,
     /// How long a file waits for its writes to pause before it is copied as a snapshot.
     patience: Duration,
 }
@@ -42,6 +46,8 @@ pub struct Pending {
 pub struct Due {
     pub path: PathBuf,
     pub snapshot: bool,
+    /// A directory whose contents could not be read: walk it whole (and watch it again).
+    pub walk: bool,
 }
 
 fn backoff(attempts: u32) -> Duration {
@@ -64,7 +70,7 @@ impl Pending {
 
     /// Nothing is known not mirrored.
     pub fn is_clean(&self) -> bool {
-        self.failed.is_empty() && self.retry.is_empty()
+        self.failed.is_empty() && self.retry.is_empty() && self.unread.is_empty()
     }
 
     pub fn failed(&self) -> usize {
@@ -81,6 +87,21 @@ impl Pending {
         self.retry
             .retain(|p, _| report.deferred.iter().any(|d| d == p));
         self.defer(&report.deferred, now);
+        self.unread.retain(|p, _| report.unread.contains(p));
+        self.unreadable(&report.unread, now);
+    }
+
+    fn unreadable(&mut self, dirs: &[PathBuf], now: Instant) {
+        for d in dirs {
+            let r = self.unread.entry(d.clone()).or_insert(Retry {
+                since: now,
+                attempts: 0,
+                due: None,
+                snapshot_tried: false,
+            });
+            r.attempts += 1;
+            r.due = Some(now + backoff(r.attempts));
+        }
     }
 
     /// A batch finished: it decided the entries of the directories it compared (and those
@@ -93,7 +114,17 @@ impl Pending {
         exists: impl Fn(&Path) -> bool,
     ) {
         let compared = &report.compared;
-        let decided = |p: &Path| compared.iter().any(|c| c == p || c == parent(p));
+        let unread = &self.unread;
+        // A failure to read a directory's contents is decided only by comparing that
+        // directory; any other failure, by comparing the directory that lists it.
+        let decided = |p: &Path| {
+            compared.iter().any(|c| {
+                c == p
+                    || (c == parent(p)
+                        && !unread.contains_key(p)
+                        && !report.unread.contains(&p.to_path_buf()))
+            })
+        };
         self.failed.retain(|p, _| !decided(p) && exists(p));
         self.failed.extend(report.failed.iter().cloned());
         self.retry
@@ -106,6 +137,14 @@ impl Pending {
             }
         }
         self.defer(&report.deferred, now);
+        self.unread
+            .retain(|p, _| !compared.contains(p) && exists(p));
+        for r in self.unread.values_mut() {
+            if r.due.is_none() {
+                r.due = Some(now + backoff(r.attempts.max(1)));
+            }
+        }
+        self.unreadable(&report.unread, now);
     }
 
     fn defer(&mut self, paths: &[PathBuf], now: Instant) {
@@ -130,7 +169,11 @@ impl Pending {
 
     /// When the next retry is due.
     pub fn next_due(&self) -> Option<Instant> {
-        self.retry.values().filter_map(|r| r.due).min()
+        self.retry
+            .values()
+            .chain(self.unread.values())
+            .filter_map(|r| r.due)
+            .min()
     }
 
     /// Take the retries due by `now` (each is queued once until the batch that tries it
@@ -146,6 +189,17 @@ impl Pending {
                 out.push(Due {
                     path: p.clone(),
                     snapshot,
+                    walk: false,
+                });
+            }
+        }
+        for (p, r) in &mut self.unread {
+            if r.due.is_some_and(|d| d <= now) {
+                r.due = None;
+                out.push(Due {
+                    path: p.clone(),
+                    snapshot: false,
+                    walk: true,
                 });
             }
         }
@@ -228,7 +282,8 @@ mod tests {
             due,
             vec![Due {
                 path: "log".into(),
-                snapshot: false
+                snapshot: false,
+                walk: false,
             }]
         );
         assert_eq!(p.next_due(), None, "queued once until it reports back");
@@ -291,6 +346,24 @@ mod tests {
         // The batch that was to try it compared something else.
         p.after_batch(&report(&[], &[], &["x"]), t1, |_| true);
         assert!(p.next_due().is_some());
+    }
+
+    #[test]
+    fn an_unreadable_directory_is_decided_only_by_comparing_it() {
+        let t0 = Instant::now();
+        let mut p = Pending::new(Duration::from_secs(60));
+        let mut r = report(&["locked"], &[], &[""]);
+        r.unread = vec!["locked".into()];
+        p.after_batch(&r, t0, |_| true);
+        assert_eq!(p.failed(), 1);
+        // Its parent compared again (a chmod): still not decided, and a walk is scheduled.
+        p.after_batch(&report(&[], &[], &[""]), t0, |_| true);
+        assert_eq!(p.failed(), 1);
+        let due = p.take_due(t0 + Duration::from_secs(1));
+        assert!(due.iter().any(|d| d.walk && d.path == Path::new("locked")));
+        // The walk compared it, without failing: done.
+        p.after_batch(&report(&[], &[], &["", "locked"]), t0, |_| true);
+        assert!(p.is_clean());
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct Counters {
     pub deferred: Mutex<Vec<PathBuf>>,
     /// Directories whose two listings were compared (recorded for batches only).
     pub compared: Mutex<Vec<PathBuf>>,
+    /// Directories whose contents could not be read: only comparing them again decides them.
+    pub unread: Mutex<Vec<PathBuf>>,
 }
 
 /// A snapshot of [`Counters`] at the end of a pass.
@@ -115,6 +117,7 @@ impl Counters {
             failed: std::mem::take(&mut *self.failed.lock().unwrap_or_else(|e| e.into_inner())),
             deferred: take(&self.deferred),
             compared: take(&self.compared),
+            unread: take(&self.unread),
         }
     }
 
@@ -136,6 +139,9 @@ pub struct PassReport {
     pub deferred: Vec<PathBuf>,
     /// SRC-relative directories whose listings were compared (batches only).
     pub compared: Vec<PathBuf>,
+    /// SRC-relative directories whose contents could not be read (their failures are in
+    /// `failed` too).
+    pub unread: Vec<PathBuf>,
 }
 
 /// Logs actions and faults with their paths and counts them.
@@ -174,6 +180,13 @@ impl Reporter {
     /// A per-entry fault: logged with its path and errno, counted, and the pass goes on.
     pub fn fault(&self, counters: &Counters, action: &'static str, path: &Path, err: &io::Error) {
         counters.fail(path, format!("{action}: {err}"));
+        if matches!(
+            action,
+            "scan" | "scan replica" | "open source dir" | "open replica dir"
+        ) && let Ok(mut u) = counters.unread.lock()
+        {
+            u.push(path.to_path_buf());
+        }
         let path = shown(path);
         error!(self.log, "{} failed: {}: {}", action, path.display(), err;
             "action" => action, "path" => %path.display(), "error" => %err,

@@ -5,9 +5,9 @@
 //! pass after a crash can remove what a killed run left behind, and must stay within the
 //! 255-byte name limit even when NAME is already near it.
 
+use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
