@@ -257,6 +257,21 @@ impl Engine {
                     .fold(to.clone(), |p, (f, t)| moved(&p, f, t).unwrap_or(p));
                 walk.rename(src, dst, (from, to), &now_at);
             }
+            // A departure whose arrival the watcher missed (moved into a directory made a
+            // moment before, not watched yet) is a rename if a new tree now holds an entry of
+            // that name which the plan matches with it: else the comparisons below copy and
+            // remove as for any other change.
+            for from in &batch.moved_out {
+                let Some(name) = from.file_name() else {
+                    continue;
+                };
+                let candidates = batch.deep.iter().flat_map(|t| [t.join(name), t.clone()]);
+                for to in candidates.filter(|to| to.file_name() == Some(name) && to != from) {
+                    if walk.rename(src, dst, (from, &to), &to) {
+                        break;
+                    }
+                }
+            }
             for dir in &batch.dirs {
                 if walk.ctx.stop.load(Ordering::Relaxed) {
                     return;

@@ -30,6 +30,9 @@ pub struct Batch {
     /// Names swapped by a `RENAME_EXCHANGE`: the watcher's idea of which directory is where
     /// must be renewed for them.
     pub exchanged: BTreeSet<PathBuf>,
+    /// Entries moved away with no arrival seen (the half of a rename into a directory made
+    /// so recently it was not watched yet): tried as renames into the batch's new trees.
+    pub moved_out: BTreeSet<PathBuf>,
 }
 
 impl Batch {
@@ -100,6 +103,12 @@ impl Queue {
             Hint::Dir(d) => self.dir(d),
             Hint::Tree(p) => self.tree(p),
             Hint::Rename(f, t) => self.rename(f, t),
+            Hint::MovedOut(p) => {
+                if self.full.is_none() {
+                    self.batch.dirs.insert(parent(&p));
+                    self.batch.moved_out.insert(p);
+                }
+            }
             Hint::Full(why) => self.full_pass(why),
             Hint::CheckSource => self.check_source = true,
         }
@@ -147,6 +156,8 @@ impl Queue {
             self.batch.exchanged.insert(to);
             return;
         }
+        // The move's arrival was seen: it is no unpaired departure.
+        self.batch.moved_out.remove(&from);
         // What was queued under the old name happened to what is now under the new one.
         rewrite(&mut self.batch.dirs, &from, &to);
         rewrite(&mut self.batch.deep, &from, &to);
@@ -269,6 +280,15 @@ mod tests {
         let b = batch(&mut q);
         assert!(b.deep.contains(Path::new("live")) && b.deep.contains(Path::new("staging")));
         assert_eq!(b.exchanged, set(&["live", "staging"]));
+    }
+
+    #[test]
+    fn a_departure_is_unpaired_until_its_arrival_is_seen() {
+        let mut q = Queue::default();
+        q.add(Hint::MovedOut("a".into()));
+        q.add(Hint::MovedOut("big".into()));
+        q.add(Hint::Rename("a".into(), "b".into()));
+        assert_eq!(batch(&mut q).moved_out, set(&["big"]));
     }
 
     #[test]

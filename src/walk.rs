@@ -335,12 +335,12 @@ impl Walk<'_> {
         dst_root: &OwnedFd,
         (from, to): (&Path, &Path),
         now_at: &Path,
-    ) {
+    ) -> bool {
         let ex = self.ctx.excludes;
         let (Some((from_dir, from_name)), Some((to_dir, to_name)), Some((now_dir, now_name))) =
             (split(from), split(to), split(now_at))
         else {
-            return;
+            return false;
         };
         let decided = (|| {
             let src_dir = open_dir_beneath(src_root, &now_dir).ok()?;
@@ -360,24 +360,24 @@ impl Walk<'_> {
                 .then_some((dst_from, dst_to, old))
         })();
         let Some((dst_from, dst_to, old)) = decided else {
-            return;
+            return false;
         };
         if !self.sink.writes() {
             // Counted as done: later listings read the replica as if it had happened.
             let fd = dst_from.as_fd();
-            if self
+            let done = self
                 .sink
-                .rename((fd, from_name), (fd, to_name), (from, to), old.kind)
-            {
+                .rename((fd, from_name), (fd, to_name), (from, to), old.kind);
+            if done {
                 self.moved.push((from.to_path_buf(), to.to_path_buf(), old));
             }
-            return;
+            return done;
         }
         let dst_to = match dst_to {
             Some(d) => d,
             None => match self.make_dirs(src_root, dst_root, &to_dir) {
                 Some(d) => d,
-                None => return,
+                None => return false,
             },
         };
         self.sink.rename(
@@ -385,7 +385,7 @@ impl Walk<'_> {
             (dst_to.as_fd(), to_name),
             (from, to),
             old.kind,
-        );
+        )
     }
 
     /// Create the replica directories missing on the way to `rel` (each as a planned `MakeDir`

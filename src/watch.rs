@@ -47,6 +47,9 @@ pub enum Hint {
     /// Renamed inside SRC (a matched pair). An optimisation only: the directories of both
     /// ends are always compared too.
     Rename(PathBuf, PathBuf),
+    /// Moved away from here, to where the watcher may not have seen (a directory not yet
+    /// watched, or outside SRC): if a new tree holds it, it is a rename.
+    MovedOut(PathBuf),
     /// The watcher cannot say what changed.
     Full(&'static str),
     /// SRC itself may be gone, moved, replaced or unmounted: check it before anything else.
@@ -98,7 +101,10 @@ pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
                         out.push(Hint::Rename(f, t));
                     }
                 }
-                (RenameMode::From, _) => out.extend(dirs()),
+                (RenameMode::From, _) => {
+                    out.extend(dirs());
+                    out.extend(rels.iter().map(|r| Hint::MovedOut(r.clone())));
+                }
                 _ => {
                     out.extend(dirs());
                     out.extend(rels.iter().map(|r| Hint::Tree(r.clone())));
@@ -111,7 +117,7 @@ pub fn interpret(event: &Event, root: &Path) -> Vec<Hint> {
         }
     }
     // An event about the root's own metadata: the root is its own "parent directory".
-    out.retain(|h| !matches!(h, Hint::Tree(p) if p.as_os_str().is_empty()));
+    out.retain(|h| !matches!(h, Hint::Tree(p) | Hint::MovedOut(p) if p.as_os_str().is_empty()));
     out
 }
 
@@ -129,7 +135,7 @@ pub fn drop_excluded(hints: Vec<Hint>, ex: &Excludes) -> Vec<Hint> {
         .into_iter()
         .filter_map(|h| match h {
             Hint::Dir(p) if out(&p) => None,
-            Hint::Tree(p) if out_any(&p) => None,
+            Hint::Tree(p) | Hint::MovedOut(p) if out_any(&p) => None,
             Hint::Rename(f, t) if out_any(&f) || out_any(&t) => None,
             other => Some(other),
         })
@@ -287,7 +293,10 @@ mod tests {
             vec![dir(""), Hint::Tree("in".into())]
         );
         let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
-        assert_eq!(hints(from, &["/src/d/out"]), vec![dir("d")]);
+        assert_eq!(
+            hints(from, &["/src/d/out"]),
+            vec![dir("d"), Hint::MovedOut("d/out".into())]
+        );
     }
 
     #[test]
@@ -319,6 +328,8 @@ mod tests {
         assert_eq!(hints(rm, &["/src"]), vec![Hint::CheckSource, dir("")]);
         let mv = EventKind::Modify(ModifyKind::Name(RenameMode::From));
         assert_eq!(hints(mv, &["/src"]), vec![Hint::CheckSource, dir("")]);
+        let from = EventKind::Modify(ModifyKind::Name(RenameMode::From));
+        assert!(!hints(from, &["/src"]).contains(&Hint::MovedOut("".into())));
         let unmount = ev(EventKind::Remove(RemoveKind::Other), &["/src"]).set_info("unmount");
         assert_eq!(
             interpret(&unmount, Path::new("/src")),
