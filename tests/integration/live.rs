@@ -493,16 +493,24 @@ fn stops_on(sig: Signal) {
     wait_until(Duration::from_secs(3), || !temp_files(&env.rep).is_empty());
     live.signal(sig);
     let status = live.wait_exit(Duration::from_secs(5));
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(0),
-        "did not exit 0 within 5 s",
-    );
-    assert_eq!(temp_files(&env.rep), Vec::<PathBuf>::new());
+    // The exit status says whether the replica is known complete: 0 if `big` was mirrored
+    // before the signal, 3 (with the reason logged) if its copy was cut short.
+    let code = status.and_then(|s| s.code());
+    let mirrored = fs::read(env.rep.join("big")).is_ok_and(|b| b == bytes(16 << 20, 11));
     let log = live.log_text();
+    match code {
+        Some(0) => assert!(mirrored, "exit 0 with big not mirrored:\n{log}"),
+        Some(3) => assert!(
+            !mirrored && log.contains("action: incomplete"),
+            "exit 3 without a reason, or with big mirrored:\n{log}"
+        ),
+        other => panic!("did not exit 0 or 3 within 5 s: {other:?}\n{log}"),
+    }
+    assert_eq!(temp_files(&env.rep), Vec::<PathBuf>::new());
     let tail: Vec<&str> = log.lines().rev().take(3).collect();
     assert!(
-        tail.iter().any(|l| l.contains("stop requested")),
+        tail.iter()
+            .any(|l| l.contains("stop requested") || l.contains("action: incomplete")),
         "the log does not end with the stop",
     );
 }
