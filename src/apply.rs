@@ -411,6 +411,11 @@ impl crate::subtree::Visitor for Removal {
         match unlinkat(parent, &e.name, flags) {
             Ok(()) => self.0 += 1,
             Err(Errno::NOENT) => {}
+            // Listed as a directory, no longer one.
+            Err(Errno::NOTDIR) => {
+                unlinkat(parent, &e.name, AtFlags::empty())?;
+                self.0 += 1;
+            }
             // Became a directory since it was listed.
             Err(Errno::ISDIR) => self.0 += remove_tree(parent, &e.name)?,
             Err(err) => return Err(err.into()),

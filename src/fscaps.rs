@@ -97,9 +97,22 @@ impl Caps {
     }
 
     /// The form of `name` that the filesystem treats as the same name.
+    ///
+    /// exFAT and NTFS fold with an upcase table, one character to one character: `ß` stays
+    /// `ß` (it is not `SS`), so only uppercase forms of a single character are used.
     pub fn fold(&self, name: &OsStr) -> Vec<u8> {
         match (self.case_insensitive, name.to_str()) {
-            (true, Some(t)) => t.to_uppercase().into_bytes(),
+            (true, Some(t)) => t
+                .chars()
+                .map(|c| {
+                    let mut up = c.to_uppercase();
+                    match (up.next(), up.next()) {
+                        (Some(u), None) => u,
+                        _ => c,
+                    }
+                })
+                .collect::<String>()
+                .into_bytes(),
             _ => name.as_bytes().to_vec(),
         }
     }

@@ -120,7 +120,10 @@ pub fn run(
             during_pass: BTreeSet::new(),
             // A file still open for writing waits for its writes to pause, but no longer than
             // an interval, nor than the window in which a write counts as in flight.
-            pending: Pending::new(config.interval.min(crate::copy::IN_FLIGHT_WINDOW)),
+            pending: Pending::new(
+                config.interval.min(crate::copy::IN_FLIGHT_WINDOW),
+                config.interval,
+            ),
             refused: None,
             unsettled_reported: BTreeSet::new(),
             watching: false,
@@ -474,6 +477,8 @@ impl Live<'_> {
     fn resume(&mut self) {
         self.paused = None;
         self.start_watch();
+        // What happened while paused is known only to this pass.
+        self.needs_full = Some("the pass after SRC or REPLICA came back did not finish");
         self.request_pass(Trigger::Reconcile);
     }
 

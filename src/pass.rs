@@ -3,6 +3,7 @@
 //! sink: `apply` for a real pass, a dry run for `--dry-run`, and a silent dry run first as the
 //! `--max-delete` look-ahead. The walking itself is `walk`'s, the threads `exec`'s.
 
+use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -147,7 +148,13 @@ impl Engine {
             .map_err(|e| PassError::Source(SourceProblem::Gone(e)))?;
         let replica =
             ReplicaRoot::open(&config.replica, !config.dry_run).map_err(PassError::Replica)?;
-        let caps = probe_replica(&replica, owner, log);
+        // A dry run writes nothing, not even the probe: it plans as for a filesystem that
+        // holds everything (README: Dry run).
+        let caps = if config.dry_run {
+            Caps::default()
+        } else {
+            probe_replica(&replica, owner, log)
+        };
         let plan = PlanOptions {
             checksum: config.checksum,
             owner: owner && caps.owner,
@@ -261,15 +268,34 @@ impl Engine {
             // moment before, not watched yet) is a rename if a new tree now holds an entry of
             // that name which the plan matches with it: else the comparisons below copy and
             // remove as for any other change.
+            // Only when the pairing is unambiguous: one departure of that name, and one new
+            // entry of that name in SRC.
             for from in &batch.moved_out {
                 let Some(name) = from.file_name() else {
                     continue;
                 };
-                let candidates = batch.deep.iter().flat_map(|t| [t.join(name), t.clone()]);
-                for to in candidates.filter(|to| to.file_name() == Some(name) && to != from) {
-                    if walk.rename(src, dst, (from, &to), &to) {
-                        break;
-                    }
+                let departures = batch
+                    .moved_out
+                    .iter()
+                    .filter(|f| f.file_name() == Some(name))
+                    .count();
+                let in_src = |p: &Path| {
+                    let parent = p.parent().unwrap_or(Path::new(""));
+                    crate::handle::open_dir_beneath(src, parent)
+                        .ok()
+                        .and_then(|d| crate::scan::stat_entry(&d, name).ok().flatten())
+                        .is_some()
+                };
+                let arrivals: BTreeSet<PathBuf> = batch
+                    .deep
+                    .iter()
+                    .flat_map(|t| [t.join(name), t.clone()])
+                    .filter(|to| to.file_name() == Some(name) && to != from && in_src(to))
+                    .collect();
+                if let (1, Some(to)) = (departures, arrivals.first())
+                    && arrivals.len() == 1
+                {
+                    walk.rename(src, dst, (from, to), to);
                 }
             }
             for dir in &batch.dirs {

@@ -38,6 +38,8 @@ pub struct Pending {
     unread: BTreeMap<PathBuf, Retry>,
     /// How long a file waits for its writes to pause before it is copied as a snapshot.
     patience: Duration,
+    /// The longest wait before an unreadable directory is looked at again.
+    unread_cap: Duration,
 }
 
 /// A retry that is due: the file, and whether it may be copied as a snapshot while its
@@ -61,9 +63,13 @@ fn parent(p: &Path) -> &Path {
 
 impl Pending {
     /// A file deferred for `patience` is next tried as a snapshot.
-    pub fn new(patience: Duration) -> Pending {
+    ///
+    /// An unreadable directory is looked at again on the same back-off, up to `unread_cap`
+    /// (the interval: an unreadable `lost+found` is no reason to work every ten seconds).
+    pub fn new(patience: Duration, unread_cap: Duration) -> Pending {
         Pending {
             patience,
+            unread_cap,
             ..Default::default()
         }
     }
@@ -100,7 +106,9 @@ impl Pending {
                 snapshot_tried: false,
             });
             r.attempts += 1;
-            r.due = Some(now + backoff(r.attempts));
+            let wait = backoff(r.attempts)
+                .max((FIRST_RETRY * (1u32 << r.attempts.min(16))).min(self.unread_cap));
+            r.due = Some(now + wait);
         }
     }
 
@@ -272,7 +280,7 @@ mod tests {
     #[test]
     fn deferred_files_back_off_then_may_be_snapshots() {
         let t0 = Instant::now();
-        let mut p = Pending::new(Duration::from_secs(60));
+        let mut p = Pending::new(Duration::from_secs(60), Duration::from_secs(60));
         p.after_batch(&report(&[], &["log"], &[""]), t0, |_| true);
         assert_eq!(p.next_due(), Some(t0 + FIRST_RETRY));
         assert!(p.take_due(t0).is_empty());
@@ -300,7 +308,7 @@ mod tests {
     #[test]
     fn a_snapshot_is_tried_as_soon_as_patience_runs_out() {
         let t0 = Instant::now();
-        let mut p = Pending::new(Duration::from_secs(2));
+        let mut p = Pending::new(Duration::from_secs(2), Duration::from_secs(60));
         p.after_batch(&report(&[], &["db"], &[""]), t0, |_| true);
         let mut first_snapshot = None;
         let mut now = t0;
@@ -320,7 +328,7 @@ mod tests {
     #[test]
     fn snapshots_of_a_file_that_never_settles_back_off() {
         let t0 = Instant::now();
-        let mut p = Pending::new(Duration::from_secs(2));
+        let mut p = Pending::new(Duration::from_secs(2), Duration::from_secs(60));
         let mut now = t0;
         let mut tries = 0;
         while now < t0 + Duration::from_secs(30) {
@@ -339,7 +347,7 @@ mod tests {
     #[test]
     fn a_retry_its_batch_did_not_decide_is_scheduled_again() {
         let t0 = Instant::now();
-        let mut p = Pending::new(Duration::from_secs(60));
+        let mut p = Pending::new(Duration::from_secs(60), Duration::from_secs(60));
         p.after_batch(&report(&[], &["d/log"], &["d"]), t0, |_| true);
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!(p.take_due(t1).len(), 1);
@@ -351,7 +359,7 @@ mod tests {
     #[test]
     fn an_unreadable_directory_is_decided_only_by_comparing_it() {
         let t0 = Instant::now();
-        let mut p = Pending::new(Duration::from_secs(60));
+        let mut p = Pending::new(Duration::from_secs(60), Duration::from_secs(60));
         let mut r = report(&["locked"], &[], &[""]);
         r.unread = vec!["locked".into()];
         p.after_batch(&r, t0, |_| true);

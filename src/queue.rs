@@ -150,6 +150,8 @@ impl Queue {
             // or a swap back. Nothing queued under either name can be told apart now: walk
             // both whole, and have the watcher learn again which directory is where.
             self.last_rename = None;
+            self.batch.moved_out.remove(&from);
+            self.batch.moved_out.remove(&to);
             self.tree(from.clone());
             self.tree(to.clone());
             self.batch.exchanged.insert(from);
@@ -162,6 +164,8 @@ impl Queue {
         rewrite(&mut self.batch.dirs, &from, &to);
         rewrite(&mut self.batch.deep, &from, &to);
         rewrite(&mut self.batch.snapshot, &from, &to);
+        rewrite(&mut self.batch.exchanged, &from, &to);
+        rewrite(&mut self.batch.moved_out, &from, &to);
         self.batch.dirs.insert(parent(&from));
         self.tree(to.clone());
         match self.batch.renames.last_mut() {

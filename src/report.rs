@@ -183,9 +183,21 @@ impl Reporter {
         if matches!(
             action,
             "scan" | "scan replica" | "open source dir" | "open replica dir"
-        ) && let Ok(mut u) = counters.unread.lock()
-        {
-            u.push(path.to_path_buf());
+        ) {
+            if let Ok(mut u) = counters.unread.lock() {
+                u.push(path.to_path_buf());
+            }
+            // Live mode looks into such a directory again and again: said once per run.
+            let first = self
+                .noted
+                .lock()
+                .map(|mut n| n.insert(path.to_path_buf()))
+                .unwrap_or(true);
+            if !first {
+                slog::debug!(self.log, "{} failed again: {}: {}", action, shown(path).display(), err;
+                    "action" => action, "path" => %shown(path).display(), "error" => %err);
+                return;
+            }
         }
         let path = shown(path);
         error!(self.log, "{} failed: {}: {}", action, path.display(), err;

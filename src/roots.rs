@@ -73,6 +73,17 @@ pub fn mount_by_id(id: u64) -> Option<Mount> {
     })
 }
 
+/// The UUID of a block device (`/dev/sdb1`), from `/dev/disk/by-uuid`; `None` for what is no
+/// device (tmpfs, a share) or has no UUID.
+pub fn device_uuid(source: &str) -> Option<String> {
+    let dev = std::fs::canonicalize(source).ok()?;
+    std::fs::read_dir("/dev/disk/by-uuid").ok()?.find_map(|e| {
+        let e = e.ok()?;
+        (std::fs::canonicalize(e.path()).ok()? == dev)
+            .then(|| e.file_name().to_string_lossy().into_owned())
+    })
+}
+
 /// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
 fn unescape(field: &str) -> Vec<u8> {
     let b = field.as_bytes();
@@ -154,9 +165,10 @@ impl std::error::Error for SourceProblem {}
 pub struct SourceRoot {
     path: PathBuf,
     id: Mutex<Identity>,
-    /// Where the filesystem holding SRC at start is mounted: a filesystem mounted there again
-    /// (the disk plugged back in, the share remounted) is SRC coming back.
-    mount_point: Option<PathBuf>,
+    /// The mount holding SRC at start, and the UUID of its device if it has one: the same
+    /// filesystem mounted there again (the disk plugged back in, the share remounted) is SRC
+    /// coming back; another stick auto-mounted at the same place is not.
+    mount: Option<(Mount, Option<String>)>,
 }
 
 impl SourceRoot {
@@ -166,7 +178,10 @@ impl SourceRoot {
         let id = identify(fd.as_fd())?;
         Ok(SourceRoot {
             path: path.to_path_buf(),
-            mount_point: mount_by_id(id.mount).map(|m| m.point),
+            mount: mount_by_id(id.mount).map(|m| {
+                let uuid = device_uuid(&m.source);
+                (m, uuid)
+            }),
             id: Mutex::new(id),
         })
     }
@@ -215,8 +230,15 @@ impl SourceRoot {
         let was = self.id();
         let same = (now.dev, now.mount) == (was.dev, was.mount);
         let remounted = now.mount != was.mount
-            && self.mount_point.is_some()
-            && mount_by_id(now.mount).map(|m| m.point) == self.mount_point;
+            && match (&self.mount, mount_by_id(now.mount)) {
+                (Some((then, uuid)), Some(m)) => {
+                    m.point == then.point
+                        && m.fs == then.fs
+                        && m.source == then.source
+                        && device_uuid(&m.source) == *uuid
+                }
+                _ => false,
+            };
         if !same && !remounted {
             return Err(if was.mountpoint && !now.mountpoint {
                 SourceProblem::Unmounted

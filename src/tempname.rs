@@ -54,23 +54,27 @@ impl AsRef<OsStr> for TempName {
 
 impl Drop for TempName {
     fn drop(&mut self) {
-        if let Ok(mut set) = IN_FLIGHT.lock() {
-            set.remove(&self.0);
-        }
+        in_flight_set().remove(&self.0);
     }
+}
+
+/// The set, even after a thread panicked holding it (it stays consistent: one insert or one
+/// remove at a time).
+fn in_flight_set() -> std::sync::MutexGuard<'static, BTreeSet<OsString>> {
+    IN_FLIGHT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Is `name` a temp file this process is writing right now?
 pub fn in_flight(name: &OsStr) -> bool {
-    IN_FLIGHT.lock().map(|s| s.contains(name)).unwrap_or(false)
+    in_flight_set().contains(name)
 }
 
 /// A fresh temp name for `target`, registered as in flight until dropped.
 pub fn temp_name(target: &OsStr) -> TempName {
     let name = fresh_name(target);
-    if let Ok(mut set) = IN_FLIGHT.lock() {
-        set.insert(name.clone());
-    }
+    in_flight_set().insert(name.clone());
     TempName(name)
 }
 
