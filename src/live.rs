@@ -393,7 +393,20 @@ impl Live<'_> {
                 let exists = |p: &std::path::Path| {
                     src.join(p).symlink_metadata().is_ok() || rep.join(p).symlink_metadata().is_ok()
                 };
-                self.pending.after_batch(&report, Instant::now(), exists);
+                let readable = self.pending.after_batch(&report, Instant::now(), exists);
+                if let Some(w) = &mut self.watch {
+                    // Readable at last: watch it now (the watcher gave up on it before).
+                    // Then look at it once more: a change between that walk and this watch
+                    // made no event.
+                    for rel in readable {
+                        let path = self.config.source.join(&rel);
+                        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                            let _ = w.rewatch(&path);
+                            self.queue.tree(rel);
+                            self.first_event.get_or_insert_with(Instant::now);
+                        }
+                    }
+                }
                 if !report.failed.is_empty() || !report.deferred.is_empty() {
                     self.report_pending();
                 }

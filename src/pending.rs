@@ -114,13 +114,14 @@ impl Pending {
 
     /// A batch finished: it decided the entries of the directories it compared (and those
     /// directories themselves). `exists` says whether a path is still in SRC or REPLICA: a
-    /// failure recorded for a path that is in neither is moot.
+    /// failure recorded for a path that is in neither is moot. Returns the directories that
+    /// could not be read before and were read now: the watcher could not watch them either.
     pub fn after_batch(
         &mut self,
         report: &PassReport,
         now: Instant,
         exists: impl Fn(&Path) -> bool,
-    ) {
+    ) -> Vec<PathBuf> {
         let compared = &report.compared;
         let unread = &self.unread;
         // A failure to read a directory's contents is decided only by comparing that
@@ -145,14 +146,21 @@ impl Pending {
             }
         }
         self.defer(&report.deferred, now);
-        self.unread
-            .retain(|p, _| !compared.contains(p) && exists(p));
+        let mut readable = Vec::new();
+        self.unread.retain(|p, _| {
+            let read = compared.contains(p) && !report.unread.contains(p);
+            if read {
+                readable.push(p.clone());
+            }
+            !compared.contains(p) && exists(p)
+        });
         for r in self.unread.values_mut() {
             if r.due.is_none() {
                 r.due = Some(now + backoff(r.attempts.max(1)));
             }
         }
         self.unreadable(&report.unread, now);
+        readable
     }
 
     fn defer(&mut self, paths: &[PathBuf], now: Instant) {
