@@ -5,7 +5,7 @@ use std::process::ExitCode;
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// 0: the replica mirrors the source (also after a clean stop by signal or `--duration`).
+    /// 0: the replica mirrors the source (live mode: nothing known not mirrored at the end).
     Success,
     /// 1: a fatal error stopped the run (source vanished at start, replica unusable).
     Fatal,
@@ -22,23 +22,6 @@ impl Outcome {
             Outcome::Fatal => 1,
             Outcome::BadInput => 2,
             Outcome::Partial => 3,
-        }
-    }
-
-    /// The worse of two outcomes.
-    pub fn worst(self, other: Outcome) -> Outcome {
-        fn rank(o: Outcome) -> u8 {
-            match o {
-                Outcome::Success => 0,
-                Outcome::Partial => 1,
-                Outcome::Fatal => 2,
-                Outcome::BadInput => 3,
-            }
-        }
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
         }
     }
 }
@@ -83,12 +66,5 @@ mod tests {
         codes.sort();
         codes.dedup();
         assert_eq!(codes.len(), 4);
-    }
-
-    #[test]
-    fn worst_keeps_the_more_severe() {
-        assert_eq!(Outcome::Success.worst(Outcome::Partial), Outcome::Partial);
-        assert_eq!(Outcome::Fatal.worst(Outcome::Partial), Outcome::Fatal);
-        assert_eq!(Outcome::Partial.worst(Outcome::Success), Outcome::Partial);
     }
 }
