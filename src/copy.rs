@@ -263,42 +263,92 @@ fn ignore_lease_breaks() {
 }
 
 /// Kernel-side copy (`copy_file_range`: reflinks where the filesystem can, no userspace
-/// buffer), falling back to a read/write loop where the kernel refuses.
+/// buffer), falling back to a read/write loop where the kernel refuses. Holes are kept: only
+/// the data segments (`SEEK_DATA`/`SEEK_HOLE`) are copied and the length is set at the end, so
+/// a mostly empty file costs time for its data, not its length (`rsync -S`).
 ///
 /// Copying stops at `size`, the length stat-ed before: a file that grew meanwhile is caught
-/// by the after-copy check anyway, and this saves the final call that would return 0.
+/// by the after-copy check anyway. A file that shrank returns less than `size`.
 fn copy_data(src: &OwnedFd, out: &OwnedFd, size: u64, stop: &AtomicBool) -> Result<u64, CopyError> {
-    let (mut off_in, mut off_out) = (0u64, 0u64);
-    loop {
+    let mut at = 0u64;
+    while at < size {
+        let Some((start, end)) = data_segment(src, at, size) else {
+            break;
+        };
+        let copied = copy_range(src, out, start, end, stop)?;
+        if copied < end - start {
+            return Ok(start + copied);
+        }
+        at = end;
+    }
+    if size > 0 {
+        // A hole up to the end: the length, without writing it.
+        rustix::fs::ftruncate(out, size)?;
+    }
+    Ok(size)
+}
+
+/// The next stretch of data at or after `at`, up to `size`; `None` if only a hole is left.
+/// Where the filesystem cannot tell, everything is data.
+fn data_segment(src: &OwnedFd, at: u64, size: u64) -> Option<(u64, u64)> {
+    use rustix::fs::{SeekFrom, seek};
+    match seek(src, SeekFrom::Data(at)) {
+        Ok(d) if d >= size => None,
+        Ok(d) => {
+            let hole = seek(src, SeekFrom::Hole(d)).map_or(size, |h| h.min(size));
+            Some((d, hole.max(d + 1).min(size)))
+        }
+        Err(Errno::NXIO) => None,
+        Err(_) => Some((at, size)),
+    }
+}
+
+/// Copy bytes `start..end` of `src` to the same offsets of `out`; returns how many (fewer
+/// if the source shrank).
+fn copy_range(
+    src: &OwnedFd,
+    out: &OwnedFd,
+    start: u64,
+    end: u64,
+    stop: &AtomicBool,
+) -> Result<u64, CopyError> {
+    let (mut off_in, mut off_out) = (start, start);
+    while off_out < end {
         if stop.load(Ordering::Relaxed) {
             return Err(CopyError::Stopped);
         }
-        if off_out >= size {
-            return Ok(off_out);
-        }
-        match copy_file_range(src, Some(&mut off_in), out, Some(&mut off_out), CHUNK) {
-            Ok(0) => return Ok(off_out),
+        let want = ((end - off_out) as usize).min(CHUNK);
+        match copy_file_range(src, Some(&mut off_in), out, Some(&mut off_out), want) {
+            Ok(0) => break,
             Ok(_) => {}
             Err(Errno::XDEV | Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::PERM)
-                if off_out == 0 =>
+                if off_out == start =>
             {
-                return copy_loop(src, out, stop);
+                return copy_loop(src, out, start, end, stop);
             }
             Err(e) => return Err(e.into()),
         }
     }
+    Ok(off_out - start)
 }
 
-fn copy_loop(src: &OwnedFd, out: &OwnedFd, stop: &AtomicBool) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut off = 0u64;
-    loop {
+fn copy_loop(
+    src: &OwnedFd,
+    out: &OwnedFd,
+    start: u64,
+    end: u64,
+    stop: &AtomicBool,
+) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; (1 << 20).min((end - start) as usize)];
+    let mut off = start;
+    while off < end {
         if stop.load(Ordering::Relaxed) {
             return Err(CopyError::Stopped);
         }
-        let n = rustix::io::pread(src, &mut buf[..], off)?;
+        let want = buf.len().min((end - off) as usize);
+        let n = rustix::io::pread(src, &mut buf[..want], off)?;
         if n == 0 {
-            return Ok(off);
+            break;
         }
         let mut written = 0;
         while written < n {
@@ -306,6 +356,7 @@ fn copy_loop(src: &OwnedFd, out: &OwnedFd, stop: &AtomicBool) -> Result<u64, Cop
         }
         off += n as u64;
     }
+    Ok(off - start)
 }
 
 /// The blake3 hash of an open file, streamed (a file truncated under an mmap could SIGBUS).

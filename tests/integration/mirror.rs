@@ -1068,3 +1068,35 @@ fn legacy_flags_with_equals_and_relative_paths_work() {
     assert_mirrored(&env.src, &env.rep);
     assert!(env.logs.join("replwatch.log").is_file());
 }
+
+// ---- sparse files (issue 12) ----
+
+/// A mostly empty file keeps its holes: the replica allocates its data, not its length, and
+/// reads back the same bytes.
+#[test]
+fn sparse_file_keeps_its_holes() {
+    use std::os::unix::fs::FileExt;
+    let env = Env::new();
+    let path = env.src.join("sparse.img");
+    let f = fs::File::create(&path).unwrap();
+    f.set_len(64 << 20).unwrap();
+    f.write_all_at(&bytes(4096, 7), 32 << 20).unwrap();
+    f.write_all_at(b"end", (64 << 20) - 3).unwrap();
+    drop(f);
+    let allocated = |p: &Path| std::os::unix::fs::MetadataExt::blocks(&p.metadata().unwrap()) * 512;
+    env.once_ok();
+    assert!(
+        fs::read(&path).unwrap() == fs::read(env.rep.join("sparse.img")).unwrap(),
+        "the replica's bytes differ"
+    );
+    if allocated(&path) < 1 << 20 {
+        assert!(
+            allocated(&env.rep.join("sparse.img")) < 1 << 20,
+            "the replica allocates {} bytes for {} bytes of data",
+            allocated(&env.rep.join("sparse.img")),
+            allocated(&path)
+        );
+    } else {
+        eprintln!("note: this filesystem does not keep holes; only the bytes were compared");
+    }
+}
