@@ -47,6 +47,8 @@ pub struct Entry {
     pub gid: u32,
     /// The link's target, for symlinks.
     pub target: Option<OsString>,
+    /// Names this inode has (hard links), in and out of the tree.
+    pub nlink: u64,
 }
 
 impl Entry {
@@ -61,6 +63,7 @@ impl Entry {
             uid: 0,
             gid: 0,
             target: None,
+            nlink: 1,
         }
     }
 }

@@ -39,6 +39,9 @@ pub enum Reason {
     Extra,
     /// A temp file left by an interrupted run.
     StaleTemp,
+    /// Only metadata differs, but the replica file has other names (hard links from outside
+    /// the mirror, a `cp -al` snapshot): it is replaced, never changed in place.
+    SharedInode,
 }
 
 impl Reason {
@@ -49,6 +52,7 @@ impl Reason {
             Reason::TypeChange => "type-change",
             Reason::Extra => "extra",
             Reason::StaleTemp => "stale-temp",
+            Reason::SharedInode => "shared-inode",
         }
     }
 }
@@ -311,6 +315,11 @@ fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Act
                 out.push(Action::CheckContent {
                     name: src.name.clone(),
                 });
+            } else if rep.nlink > 1 && !meta_fix(src, rep, opts, true).is_empty() {
+                out.push(Action::CopyFile {
+                    name: src.name.clone(),
+                    reason: Reason::SharedInode,
+                });
             } else {
                 push_meta(src, rep, opts, true, out);
             }
@@ -401,6 +410,12 @@ pub fn after_checksum(
         });
     }
     let fix = meta_fix(src, rep, opts, true);
+    if !fix.is_empty() && rep.nlink > 1 {
+        return Some(Action::CopyFile {
+            name: src.name.clone(),
+            reason: Reason::SharedInode,
+        });
+    }
     (!fix.is_empty()).then(|| Action::SetMeta {
         name: src.name.clone(),
         fix,
@@ -787,5 +802,23 @@ mod tests {
                 .iter()
                 .any(|a| matches!(a, Action::Remove { name, .. } if name == "link"))
         );
+    }
+
+    #[test]
+    fn a_replica_file_with_other_names_is_replaced_not_changed_in_place() {
+        let mut src = Entry::new("f", Kind::File);
+        src.mode = 0o600;
+        let mut rep = Entry::new("f", Kind::File);
+        rep.nlink = 2;
+        assert_eq!(
+            plan_dir(&[src.clone()], &[rep.clone()], &[], PlanOptions::default()),
+            [Action::CopyFile {
+                name: "f".into(),
+                reason: Reason::SharedInode
+            }]
+        );
+        // Nothing differs: nothing to do, linked or not.
+        rep.mode = 0o600;
+        assert!(plan_dir(&[src], &[rep], &[], PlanOptions::default()).is_empty());
     }
 }

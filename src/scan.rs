@@ -101,5 +101,6 @@ pub fn entry_from_stat(name: OsString, st: &Stat) -> Entry {
         uid: st.st_uid,
         gid: st.st_gid,
         target: None,
+        nlink: st.st_nlink,
     }
 }

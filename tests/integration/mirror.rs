@@ -1100,3 +1100,38 @@ fn sparse_file_keeps_its_holes() {
         eprintln!("note: this filesystem does not keep holes; only the bytes were compared");
     }
 }
+
+/// A replica file that also has a name outside REPLICA (a `cp -al` snapshot of the replica)
+/// is replaced when only its metadata changes: the outside name keeps the old inode, mode and
+/// mtime untouched.
+#[test]
+fn a_replica_inode_linked_from_outside_is_never_changed() {
+    let env = Env::new();
+    write(env.src.join("f"), b"data");
+    chmod(env.src.join("f"), 0o644);
+    env.once_ok();
+    let snapshot = env.root().join("snapshot-f");
+    fs::hard_link(env.rep.join("f"), &snapshot).unwrap();
+    let before = snapshot.metadata().unwrap();
+    // Only the mode differs: without the rule this was a chmod of the shared inode.
+    chmod(env.src.join("f"), 0o600);
+    env.once_ok();
+    assert!(env.log_text().contains("reason: shared-inode"));
+    let after = snapshot.metadata().unwrap();
+    assert_eq!(
+        (
+            after.permissions().mode() & 0o7777,
+            after.modified().unwrap()
+        ),
+        (
+            before.permissions().mode() & 0o7777,
+            before.modified().unwrap()
+        ),
+        "the outside name's inode was changed"
+    );
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&after),
+        std::os::unix::fs::MetadataExt::ino(&env.rep.join("f").metadata().unwrap()),
+        "the replica file was not replaced"
+    );
+}
