@@ -153,7 +153,12 @@ impl Applier<'_> {
                 self.reporter.fault(self.counters, "copy", path, &e);
                 false
             }
-            Err(CopyError::Stopped) => false,
+            Err(CopyError::Stopped) => {
+                self.counters
+                    .cut
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
             Err(e) => {
                 self.reporter
                     .fault_msg(self.counters, "copy", path, &e.to_string());

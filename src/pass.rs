@@ -255,7 +255,7 @@ impl Engine {
             };
             walk.set_dst_root(dst);
             for (i, (from, to)) in batch.renames.iter().enumerate() {
-                if walk.ctx.stop.load(Ordering::Relaxed) {
+                if walk.stopping() {
                     return;
                 }
                 // Where `to` is in SRC now: later renames of it or of an ancestor moved it.
@@ -299,7 +299,7 @@ impl Engine {
                 }
             }
             for dir in &batch.dirs {
-                if walk.ctx.stop.load(Ordering::Relaxed) {
+                if walk.stopping() {
                     return;
                 }
                 if !batch.covered(dir) {
@@ -375,7 +375,7 @@ impl Engine {
         {
             *c = None;
         }
-        if self.stop.load(Ordering::Relaxed) {
+        if counters.cut.load(Ordering::Relaxed) {
             return Err(PassError::Stopped);
         }
         let report = counters.report();

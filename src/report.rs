@@ -54,6 +54,9 @@ pub struct Counters {
     pub compared: Mutex<Vec<PathBuf>>,
     /// Directories whose contents could not be read: only comparing them again decides them.
     pub unread: Mutex<Vec<PathBuf>>,
+    /// A stop request cut this pass or batch short (a stop that came after its last step
+    /// did not: what it did is complete).
+    pub cut: std::sync::atomic::AtomicBool,
 }
 
 /// A snapshot of [`Counters`] at the end of a pass.

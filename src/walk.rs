@@ -88,6 +88,15 @@ pub(crate) fn walk<'a>(
 }
 
 impl Walk<'_> {
+    /// Has a stop been requested? If so, this walk is cut short here: say so.
+    pub(crate) fn stopping(&self) -> bool {
+        let stop = self.ctx.stop.load(Ordering::Relaxed);
+        if stop {
+            self.ctx.counters.cut.store(true, Ordering::Relaxed);
+        }
+        stop
+    }
+
     pub(crate) fn fault(&self, what: &'static str, rel: &Path, e: &io::Error) {
         self.ctx.reporter.fault(self.ctx.counters, what, rel, e);
     }
@@ -224,7 +233,7 @@ impl Walk<'_> {
     /// Work through queued subdirectories, depth first.
     pub(crate) fn drain(&mut self) {
         while let Some(task) = self.stack.pop() {
-            if self.ctx.stop.load(Ordering::Relaxed) {
+            if self.stopping() {
                 self.stack.clear();
                 return;
             }
