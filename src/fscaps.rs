@@ -7,6 +7,11 @@
 //! in a temp directory inside REPLICA it creates, chmods, stamps and names a few files, reads
 //! back what stuck, and removes it all. Plan then neither compares what cannot be kept (so a
 //! second pass rewrites nothing) nor tries what cannot be done (so the bytes still arrive).
+//!
+//! This is the one write to REPLICA that does not go through `apply`: a temp directory of our
+//! own, made and removed before any pass, every name in it a temp name (so a leftover of a kill
+//! is removed by the next pass like any other), REPLICA's own times put back, and skipped in
+//! a dry run.
 
 use std::ffi::OsStr;
 use std::io;

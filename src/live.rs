@@ -461,7 +461,7 @@ impl Live<'_> {
 
     fn pause_for(&mut self, e: &PassError) {
         let (kind, why) = match e {
-            PassError::Source(p) => (Paused::Source, source_words(p)),
+            PassError::Source(p) => (Paused::Source, p.to_string()),
             PassError::ReplicaMoved(m) => (Paused::Replica, m.to_string()),
             PassError::Replica(io) => (Paused::Replica, format!("replica unavailable: {io}")),
             other => {
@@ -532,8 +532,4 @@ impl Live<'_> {
             "deferred" => self.pending.deferred());
         Outcome::Partial
     }
-}
-
-fn source_words(p: &SourceProblem) -> String {
-    p.to_string()
 }
