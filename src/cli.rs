@@ -99,7 +99,8 @@ pub struct Cli {
     )]
     pub duration: String,
 
-    /// Quiet time after a change before it is mirrored (live mode), e.g. 50ms.
+    /// How long after the first change of a burst it is mirrored, with everything else the
+    /// burst changed meanwhile (live mode), e.g. 50ms.
     #[arg(
         long,
         default_value = "200ms",
