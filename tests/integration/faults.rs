@@ -16,20 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// The unprivileged user the permission tests run replwatch as.
-const NOBODY: u32 = 65534;
-
 // ---- running as an unprivileged user ----
-
-fn find_setpriv() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/bin".into(), "/bin".into()])
-        .map(|d| d.join("setpriv"))
-        .find(|p| p.is_file())
-}
 
 /// Root and `setpriv`, or the reason the test cannot run.
 fn unprivileged_runner() -> Result<PathBuf, String> {
@@ -37,20 +24,6 @@ fn unprivileged_runner() -> Result<PathBuf, String> {
         return Err("needs root to build a tree another user cannot fully read".into());
     }
     find_setpriv().ok_or_else(|| "setpriv not found".to_string())
-}
-
-/// Make the temp tree usable by NOBODY: the root traversable, SRC readable, REPLICA and
-/// LOGDIR created and owned by NOBODY. Call before making anything in SRC unreadable.
-fn open_to_nobody(env: &Env) {
-    chmod(env.root(), 0o755);
-    for e in walkdir::WalkDir::new(&env.src) {
-        let e = e.unwrap();
-        chmod(e.path(), if e.file_type().is_dir() { 0o755 } else { 0o644 });
-    }
-    mkdir(&env.rep);
-    mkdir(&env.logs);
-    chown_tree(&env.rep, NOBODY);
-    chown_tree(&env.logs, NOBODY);
 }
 
 fn chown_tree(root: &Path, id: u32) {
@@ -61,21 +34,7 @@ fn chown_tree(root: &Path, id: u32) {
 
 /// `replwatch -s SRC -r REP -l LOGS --once` as NOBODY, without supplementary groups.
 fn once_as_nobody(env: &Env, setpriv: &Path) -> Output {
-    Command::new(setpriv)
-        .arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(binary_for_others(env))
-        .arg("-s")
-        .arg(&env.src)
-        .arg("-r")
-        .arg(&env.rep)
-        .arg("-l")
-        .arg(&env.logs)
-        .arg("--once")
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
+    as_nobody(env, setpriv, &["--once"]).output().unwrap()
 }
 
 /// The log lines that mention `path` (as logged, relative to the roots).

@@ -1252,18 +1252,6 @@ fn retries_that_succeed_do_not_make_the_exit_partial() {
 
 // ---- 9. exit status after a partial initial pass ----
 
-const NOBODY: u32 = 65534;
-
-fn find_setpriv() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/bin".into(), "/bin".into()])
-        .map(|d| d.join("setpriv"))
-        .find(|p| p.is_file())
-}
-
 /// A tree NOBODY can use, with a copy of the binary NOBODY can run and one SRC file
 /// (`secret`, mode 000) it cannot read; or why not.
 fn partial_env() -> Result<(Env, Command), String> {
@@ -1276,35 +1264,10 @@ fn partial_env() -> Result<(Env, Command), String> {
         ("d/fine", &bytes(2000, 27)),
         ("secret", b"s"),
     ]);
-    chmod(env.root(), 0o755);
-    for e in walkdir::WalkDir::new(&env.src) {
-        let e = e.unwrap();
-        chmod(e.path(), if e.file_type().is_dir() { 0o755 } else { 0o644 });
-    }
-    for d in [&env.rep, &env.logs] {
-        mkdir(d);
-        std::os::unix::fs::lchown(d, Some(NOBODY), Some(NOBODY)).unwrap();
-    }
+    open_to_nobody(&env);
     chmod(env.src.join("secret"), 0o000);
-    let bin = env.root().join("bin");
-    mkdir(&bin);
-    chmod(&bin, 0o755);
-    let exe = bin.join("replwatch");
-    fs::copy(env!("CARGO_BIN_EXE_replwatch"), &exe).unwrap();
-    chmod(&exe, 0o755);
-    let mut cmd = Command::new(setpriv);
-    cmd.arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(&exe)
-        .arg("-s")
-        .arg(&env.src)
-        .arg("-r")
-        .arg(&env.rep)
-        .arg("-l")
-        .arg(&env.logs)
-        .args(["--debounce", "50ms", "-i", "1d", "-d", "5s"])
-        .env("NO_COLOR", "1");
+    let mut cmd = as_nobody(&env, &setpriv, &[]);
+    cmd.args(["--debounce", "50ms", "-i", "1d", "-d", "5s"]);
     Ok((env, cmd))
 }
 
@@ -2019,7 +1982,6 @@ fn live_without_dac_override(env: &Env, args: &[&str], also: &[&Path]) -> Option
             eprintln!("skipped: setpriv not found");
             return None;
         };
-        let exe = binary_for_others(env);
         for d in [&env.rep, &env.logs] {
             mkdir(d);
         }
@@ -2029,20 +1991,7 @@ fn live_without_dac_override(env: &Env, args: &[&str], also: &[&Path]) -> Option
         {
             own_for_watcher(p);
         }
-        let mut cmd = Command::new(setpriv);
-        cmd.arg(format!("--reuid={NOBODY}"))
-            .arg(format!("--regid={NOBODY}"))
-            .arg("--clear-groups")
-            .arg(exe)
-            .arg("-s")
-            .arg(&env.src)
-            .arg("-r")
-            .arg(&env.rep)
-            .arg("-l")
-            .arg(&env.logs)
-            .args(args)
-            .env("NO_COLOR", "1");
-        cmd
+        as_nobody(env, &setpriv, args)
     } else {
         env.cmd(args)
     };

@@ -871,7 +871,7 @@ fn unprivileged_once(env: &Env) -> std::process::Command {
     }
     let exe = binary_for_others(env);
     for e in walkdir::WalkDir::new(env.root()) {
-        std::os::unix::fs::lchown(e.unwrap().path(), Some(65534), Some(65534)).unwrap();
+        std::os::unix::fs::lchown(e.unwrap().path(), Some(NOBODY), Some(NOBODY)).unwrap();
     }
     let mut c = std::process::Command::new(exe);
     c.env("NO_COLOR", "1")
@@ -882,7 +882,7 @@ fn unprivileged_once(env: &Env) -> std::process::Command {
         .arg("-l")
         .arg(&env.logs)
         .arg("--once");
-    c.uid(65534).gid(65534);
+    c.uid(NOBODY).gid(NOBODY);
     c
 }
 

@@ -95,6 +95,55 @@ pub fn binary_for_others(env: &Env) -> PathBuf {
     bin.join("replwatch")
 }
 
+/// The unprivileged user the permission tests run replwatch as.
+pub const NOBODY: u32 = 65534;
+
+/// `setpriv`, which runs a command as another user without supplementary groups.
+pub fn find_setpriv() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/bin".into(), "/bin".into()])
+        .map(|d| d.join("setpriv"))
+        .find(|p| p.is_file())
+}
+
+/// Make the temp tree usable by NOBODY: the root traversable, SRC readable, REPLICA and
+/// LOGDIR created and owned by NOBODY. Call before making anything in SRC unreadable.
+pub fn open_to_nobody(env: &Env) {
+    chmod(env.root(), 0o755);
+    for e in walkdir::WalkDir::new(&env.src) {
+        let e = e.unwrap();
+        chmod(e.path(), if e.file_type().is_dir() { 0o755 } else { 0o644 });
+    }
+    for d in [&env.rep, &env.logs] {
+        mkdir(d);
+        for e in walkdir::WalkDir::new(d) {
+            std::os::unix::fs::lchown(e.unwrap().path(), Some(NOBODY), Some(NOBODY)).unwrap();
+        }
+    }
+}
+
+/// `replwatch -s SRC -r REP -l LOGS` plus `extra`, run as NOBODY through `setpriv` (a copy
+/// of the binary NOBODY can reach), not yet run.
+pub fn as_nobody(env: &Env, setpriv: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(setpriv);
+    c.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(binary_for_others(env))
+        .arg("-s")
+        .arg(&env.src)
+        .arg("-r")
+        .arg(&env.rep)
+        .arg("-l")
+        .arg(&env.logs)
+        .args(extra)
+        .env("NO_COLOR", "1");
+    c
+}
+
 pub fn replwatch() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_replwatch"));
     c.env("NO_COLOR", "1");
