@@ -85,6 +85,9 @@ enum Wl {
     /// At scale: a million files (what --scale adds)
     #[value(name = "W4")]
     W4,
+    /// Fidelity: the W1 tree with hard links, xattrs and ACLs, against `rsync -aHAX`
+    #[value(name = "W5")]
+    W5,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,6 +96,10 @@ enum Tool {
     Rsync,
     Cp,
     Floor,
+    /// replwatch without hard links, xattrs and ACLs (W5).
+    ReplwatchBare,
+    /// `rsync -aHAX` (W5).
+    RsyncHax,
 }
 
 impl Tool {
@@ -102,6 +109,8 @@ impl Tool {
             Tool::Rsync => "rsync",
             Tool::Cp => "cp -a",
             Tool::Floor => "find floor",
+            Tool::ReplwatchBare => "replwatch bare",
+            Tool::RsyncHax => "rsync -HAX",
         }
     }
 
@@ -111,6 +120,10 @@ impl Tool {
             Tool::Rsync => "`rsync -a --delete SRC/ DST/`",
             Tool::Cp => "`cp -a SRC DST`",
             Tool::Floor => "`find SRC DST -printf '%s %T@\\n' >/dev/null`",
+            Tool::ReplwatchBare => {
+                "`replwatch ... --once -q --no-hard-links --no-xattrs --no-acls`"
+            }
+            Tool::RsyncHax => "`rsync -aHAX --delete SRC/ DST/`",
         }
     }
 }
@@ -178,6 +191,18 @@ impl Ctx {
             Tool::Floor => {
                 let mut c = Command::new("find");
                 c.arg(src).arg(dst).args(["-printf", "%s %T@\\n"]);
+                c
+            }
+            Tool::ReplwatchBare => {
+                let mut c = self.command(Tool::Replwatch, src, dst);
+                c.args(["--no-hard-links", "--no-xattrs", "--no-acls"]);
+                c
+            }
+            Tool::RsyncHax => {
+                let mut c = Command::new("rsync");
+                c.args(["-aHAX", "--delete"])
+                    .arg(slash(src))
+                    .arg(slash(dst));
                 c
             }
         }
@@ -490,6 +515,11 @@ fn main() {
         remove_tree(&synced);
         remove_tree(&src);
     }
+    if wanted(Wl::W5) {
+        let (a, b) = w5(&ctx, &spec);
+        done.push(a);
+        done.push(b);
+    }
     let mut live = None;
     if wanted(Wl::W4) {
         let (w1s, w2s, l) = w4(&ctx);
@@ -643,6 +673,225 @@ fn w3(ctx: &Ctx, src: &Path, synced: &Path, spec: &TreeSpec) -> Workload {
     }
 }
 
+/// W5: what keeping hard links, xattrs and ACLs costs. The W1 tree (its own copy) where
+/// every 10th file has a second name in another directory, every 10th a `user.*` attribute
+/// and every 20th an access ACL with a named user: replwatch as it runs by default and with
+/// all three turned off, against `rsync -aHAX` and `rsync -a`, for an initial copy and a
+/// no-change pass.
+fn w5(ctx: &Ctx, spec: &TreeSpec) -> (Workload, Workload) {
+    let src = ctx.scratch.join("w5-src");
+    remove_tree(&src);
+    generate(&src, spec).unwrap_or_else(|e| die(&format!("generate: {e}")));
+    let decorated = decorate(&src, spec).unwrap_or_else(|e| die(&format!("decorate W5: {e}")));
+    eprintln!("W5 fidelity: {decorated}");
+    let tools = [
+        Tool::Replwatch,
+        Tool::ReplwatchBare,
+        Tool::RsyncHax,
+        Tool::Rsync,
+    ];
+    let mut notes = vec![format!("W5: {decorated}")];
+    let rows = interleaved(
+        ctx,
+        &tools,
+        |t| {
+            let dst = ctx.fresh_dst(&format!("w5-{}", t.name().replace(' ', "-")));
+            if matches!(t, Tool::Rsync | Tool::RsyncHax) {
+                std::fs::create_dir(&dst).unwrap_or_else(|e| die(&e.to_string()));
+            }
+            (src.clone(), dst)
+        },
+        |t, _, d| {
+            if matches!(t, Tool::Replwatch | Tool::RsyncHax) {
+                notes.push(format!("W5 {}: {}", t.name(), fidelity(&src, d)));
+            }
+        },
+    );
+    ctx.drop_last();
+    let copy = Workload {
+        id: "W5/W1",
+        title: format!("W5 initial copy with hard links, xattrs and ACLs: {decorated}"),
+        rows,
+        notes,
+    };
+    // No change: each tool's own in-sync replica, made untimed by the tool itself.
+    let synced: Vec<(Tool, PathBuf)> = tools
+        .iter()
+        .map(|&t| {
+            let d = ctx
+                .scratch
+                .join(format!("w5-synced-{}", t.name().replace(' ', "-")));
+            remove_tree(&d);
+            std::fs::create_dir(&d).unwrap_or_else(|e| die(&e.to_string()));
+            ctx.run(t, &src, &d);
+            (t, d)
+        })
+        .collect();
+    let rows = interleaved(
+        ctx,
+        &tools,
+        |t| {
+            let d = synced.iter().find(|(u, _)| *u == t).map(|(_, d)| d.clone());
+            (src.clone(), d.unwrap_or_else(|| die("no synced replica")))
+        },
+        |_, _, _| {},
+    );
+    for (_, d) in &synced {
+        remove_tree(d);
+    }
+    remove_tree(&src);
+    let same = Workload {
+        id: "W5/W2",
+        title: "W5 no change: each tool's own replica of the W5 tree, in sync".to_string(),
+        rows,
+        notes: Vec::new(),
+    };
+    (copy, same)
+}
+
+/// Give the tree of `spec` at `root` hard links, `user.*` attributes and ACLs; say how many.
+fn decorate(root: &Path, spec: &TreeSpec) -> std::io::Result<String> {
+    let dirs = spec.dir_paths();
+    let (mut links, mut xattrs, mut acls) = (0, 0, 0);
+    for i in 0..spec.files {
+        let file = root.join(spec.file_path(&dirs, i));
+        if i % 10 == 0 {
+            let other = root
+                .join(&dirs[(i / 10 + 1) % dirs.len()])
+                .join(format!("link-{i}"));
+            std::fs::hard_link(&file, other)?;
+            links += 1;
+        }
+        if i % 10 == 5 {
+            set_xattr(&file, "user.origin", format!("file {i}").as_bytes())?;
+            xattrs += 1;
+        }
+        if i % 20 == 7 {
+            set_xattr(&file, "system.posix_acl_access", &named_user_acl(1000))?;
+            acls += 1;
+        }
+    }
+    Ok(format!(
+        "{}, plus {links} second names (hard links across directories), {xattrs} files with a \
+         user.* attribute and {acls} with an ACL naming a user",
+        spec.describe()
+    ))
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let n = std::ffi::CString::new(name)?;
+    // SAFETY: valid C strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// user::rw-, user:UID:rw-, group::r--, mask::rw-, other::r--
+fn named_user_acl(uid: u32) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 6, uid),
+        (4, 4, u32::MAX),
+        (0x10, 6, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+/// Does `dst` keep the link structure and attributes of `src`? A one-line note.
+fn fidelity(src: &Path, dst: &Path) -> String {
+    use std::collections::HashMap;
+    use std::os::unix::fs::MetadataExt;
+    let mut src_sets: HashMap<(u64, u64), Vec<PathBuf>> = HashMap::new();
+    let mut bad_links = 0;
+    let mut bad_attrs = 0;
+    let mut files = 0;
+    for e in walkdir_files(src) {
+        let rel = e.strip_prefix(src).unwrap_or(&e).to_path_buf();
+        let Ok(m) = std::fs::symlink_metadata(&e) else {
+            continue;
+        };
+        if m.nlink() > 1 {
+            src_sets
+                .entry((m.dev(), m.ino()))
+                .or_default()
+                .push(rel.clone());
+        }
+        files += 1;
+        for attr in ["user.origin", "system.posix_acl_access"] {
+            if get_xattr(&e, attr) != get_xattr(&dst.join(&rel), attr) {
+                bad_attrs += 1;
+            }
+        }
+    }
+    for names in src_sets.values() {
+        let inos: std::collections::HashSet<u64> = names
+            .iter()
+            .filter_map(|n| std::fs::symlink_metadata(dst.join(n)).ok().map(|m| m.ino()))
+            .collect();
+        if inos.len() != 1 {
+            bad_links += 1;
+        }
+    }
+    format!(
+        "{} of {} link sets kept as one inode, {} of {} files with every attribute kept",
+        src_sets.len() - bad_links,
+        src_sets.len(),
+        files - bad_attrs.min(files),
+        files
+    )
+}
+
+fn walkdir_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let len =
+        unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (len >= 0).then(|| {
+        buf.truncate(len as usize);
+        buf
+    })
+}
+
 /// W4: a million files. W1 and W2 against rsync, cp and the floor, and live start-up.
 fn w4(ctx: &Ctx) -> (Workload, Workload, String) {
     let spec = TreeSpec {
@@ -794,19 +1043,27 @@ fn report(header: &str, done: &[Workload], live: Option<&str>) -> String {
         ("W3", Tool::Rsync, 0.5),
     ];
     for w in done {
-        for b in [Tool::Rsync, Tool::Cp, Tool::Floor] {
-            let Some(r) = w.ratio(Tool::Replwatch, b) else {
+        for (a, b) in [
+            (Tool::Replwatch, Tool::Rsync),
+            (Tool::Replwatch, Tool::Cp),
+            (Tool::Replwatch, Tool::Floor),
+            (Tool::Replwatch, Tool::RsyncHax),
+            (Tool::Replwatch, Tool::ReplwatchBare),
+            (Tool::RsyncHax, Tool::Rsync),
+        ] {
+            let Some(r) = w.ratio(a, b) else {
                 continue;
             };
             let base_id = w.id.trim_start_matches("W4/");
             let target = targets
                 .iter()
-                .find(|(id, t, _)| *id == base_id && *t == b)
+                .find(|(id, t, _)| a == Tool::Replwatch && *id == base_id && *t == b)
                 .map(|t| t.2);
             let _ = writeln!(
                 out,
-                "| {} replwatch / {} | {:.2}x | {} | {} | {:.2}x |",
+                "| {} {} / {} | {:.2}x | {} | {} | {:.2}x |",
                 w.id,
+                a.name(),
                 b.name(),
                 r,
                 target.map_or("-".into(), |t| format!("<= {t:.1}x")),
@@ -815,7 +1072,7 @@ fn report(header: &str, done: &[Workload], live: Option<&str>) -> String {
                     Some(_) => "**no**",
                     None => "-",
                 },
-                w.cpu_ratio(Tool::Replwatch, b).unwrap_or(f64::NAN)
+                w.cpu_ratio(a, b).unwrap_or(f64::NAN)
             );
         }
     }

@@ -25,6 +25,7 @@ use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum};
 use crate::report::{Counters, Reporter, Tally};
 use crate::scan::{entry_from_stat, stat_entry};
 use crate::tempname::temp_name;
+use crate::xattr;
 
 /// A source directory and its replica counterpart, open, with the replica-relative path used
 /// in logs.
@@ -76,6 +77,8 @@ impl Applier<'_> {
                     self.report(Tally::Meta, "meta", &path, Kind::File, "metadata", 0);
                 })
             }
+            // The walk carries links out once its copies are done, through `link`.
+            Action::Link { .. } => Err(io::Error::other("a link needs its leader's directory")),
             Action::Unsupported { why, .. } => {
                 self.reporter
                     .unsupported(self.counters, &path, &why.to_string());
@@ -219,6 +222,12 @@ impl Applier<'_> {
                     AtFlags::SYMLINK_NOFOLLOW,
                 )?;
             }
+            let ns = self.copy.xattrs;
+            if ns.any() {
+                let want = xattr::read(xattr::Target::At(dir.src, name), ns)?;
+                let at = xattr::Target::At(dir.dst, &tmp);
+                xattr::apply(at, &xattr::diff(&want, &xattr::read_mirrored(at, ns)?, ns))?;
+            }
             let t = times(src.mtime.sec, src.mtime.nsec as i64, self.copy.set_atime);
             utimensat(dir.dst, &*tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;
             renameat(dir.dst, &*tmp, dir.dst, name)?;
@@ -231,6 +240,70 @@ impl Applier<'_> {
         let (tally, why) = tally_for(reason);
         self.report(tally, "symlink", path, Kind::Symlink, why, 0);
         Ok(())
+    }
+
+    /// Give `name` in `dir` the replica inode of the link set's leader (`leader`: its replica
+    /// directory and name), as the plan decided: linked to a temp name and renamed over
+    /// `name`, so readers see the old entry or the new one. Only if the leader holds a
+    /// regular file of the size and mtime the plan saw: a leader whose copy failed or that
+    /// changed since is not linked to (the next look at this directory decides again).
+    pub fn link(
+        &self,
+        dir: DirPair<'_>,
+        leader: (BorrowedFd<'_>, &OsStr),
+        action: &Action,
+    ) -> Done {
+        let Action::Link {
+            name,
+            leader: leader_rel,
+            size,
+            mtime,
+            reason,
+        } = action
+        else {
+            return false;
+        };
+        let path = dir.rel.join(name);
+        let result = (|| -> io::Result<bool> {
+            let held = stat_entry(leader.0, leader.1)?.filter(|e| {
+                e.kind == Kind::File
+                    && e.size == *size
+                    && crate::plan::same_time(e.mtime, *mtime, self.plan)
+            });
+            let Some(held) = held else {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "the replica of {} (its hard link) is not up to date",
+                        leader_rel.display()
+                    ),
+                ));
+            };
+            if stat_entry(dir.dst, name)?.is_some_and(|e| (e.dev, e.ino) == (held.dev, held.ino)) {
+                return Ok(false);
+            }
+            let tmp = temp_name(name);
+            rustix::fs::linkat(leader.0, leader.1, dir.dst, &*tmp, AtFlags::empty())?;
+            if let Err(e) = renameat(dir.dst, &*tmp, dir.dst, name) {
+                let _ = unlinkat(dir.dst, &*tmp, AtFlags::empty());
+                return Err(e.into());
+            }
+            Ok(true)
+        })();
+        match result {
+            Ok(true) => {
+                let (tally, why) = tally_for(*reason);
+                self.reporter
+                    .action(self.counters, tally, "link", &path, "file", why, 0);
+                slog::debug!(self.reporter.log, "hard link"; "path" => %path.display(), "to" => %leader_rel.display());
+                true
+            }
+            Ok(false) => true,
+            Err(e) => {
+                self.reporter.fault(self.counters, "link", &path, &e);
+                false
+            }
+        }
     }
 
     /// Make sure we can write in a replica directory before changing entries in it: a
@@ -261,6 +334,9 @@ impl Applier<'_> {
             }
             if let Some(mode) = fix.mode {
                 fchmod(dir.dst, Mode::from_raw_mode(mode))?;
+            }
+            if let Some(x) = &fix.xattrs {
+                xattr::apply(xattr::Target::Fd(dir.dst), x)?;
             }
             if let Some(t) = fix.mtime {
                 futimens(dir.dst, &times(t.sec, t.nsec as i64, self.copy.set_atime))?;
@@ -313,6 +389,7 @@ fn verb(action: &Action) -> &'static str {
         Action::CopyFile { .. } | Action::CheckContent { .. } => "copy",
         Action::Symlink { .. } => "symlink",
         Action::SetMeta { .. } => "meta",
+        Action::Link { .. } => "link",
         Action::SkipSpecial { .. } | Action::Unsupported { .. } => "skip",
     }
 }
@@ -343,6 +420,9 @@ pub fn set_meta(
     }
     if let Some(mode) = fix.mode {
         chmod_nofollow(dir, name, mode)?;
+    }
+    if let Some(x) = &fix.xattrs {
+        xattr::apply(xattr::Target::At(dir, name), x)?;
     }
     if let Some(t) = fix.mtime {
         utimensat(

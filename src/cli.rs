@@ -29,8 +29,10 @@ and runs a full reconciliation every --interval to repair anything the watcher m
 
 What is preserved: the tree, entry types, file bytes, symlinks (as links, never followed), \
 permission bits, modification times of files, directories and symlinks (to the nanosecond), \
-empty directories, and owner and group when run as root. Extra entries in REPLICA are removed. \
-Not preserved: hard links (copied as separate files), ACLs, extended attributes, access times. \
+empty directories, hard links within SRC, POSIX ACLs (access and default), extended attributes \
+(user.*; as root also trusted.* and file capabilities), holes in sparse files, and owner and \
+group when run as root. Extra entries in REPLICA are removed. Not preserved: access times, \
+SELinux and other security labels (the replica's policy assigns them). \
 Fifos, sockets and devices are skipped with a warning. Files are written to a temp file beside \
 the target and renamed into place, so a reader never sees half a file.";
 
@@ -117,6 +119,21 @@ pub struct Cli {
     /// slower) [default: off].
     #[arg(long)]
     pub fsync: bool,
+
+    /// Copy each name of a hard-linked file separately instead of linking them in REPLICA as
+    /// in SRC (`rsync -a` without -H) [default: off: hard links are kept].
+    #[arg(long)]
+    pub no_hard_links: bool,
+
+    /// Leave extended attributes (user.*, and as root trusted.* and file capabilities) out
+    /// [default: off: they are mirrored, like `rsync -X`].
+    #[arg(long)]
+    pub no_xattrs: bool,
+
+    /// Leave POSIX ACLs out; the group permission bits then show what the owning group really
+    /// had, never the ACL mask [default: off: ACLs are mirrored, like `rsync -A`].
+    #[arg(long)]
+    pub no_acls: bool,
 
     /// Allow a pass to empty a non-empty REPLICA because SRC is empty [default: off: an
     /// unmounted disk looks like an empty folder].

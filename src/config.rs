@@ -23,6 +23,9 @@ pub struct Config {
     pub debounce: Duration,
     pub checksum: bool,
     pub fsync: bool,
+    pub hard_links: bool,
+    pub xattrs: bool,
+    pub acls: bool,
     pub allow_empty_source: bool,
     pub workers: usize,
     /// -1 quiet, 0 normal, 1 debug, 2 trace.
@@ -163,6 +166,9 @@ impl Config {
             debounce,
             checksum: cli.checksum,
             fsync: cli.fsync,
+            hard_links: !cli.no_hard_links,
+            xattrs: !cli.no_xattrs,
+            acls: !cli.no_acls,
             allow_empty_source: cli.allow_empty_source,
             workers,
             verbosity: if cli.quiet {

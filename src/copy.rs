@@ -19,6 +19,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use crate::tempname::temp_name;
+use crate::xattr;
 
 /// How many times a file that keeps changing under us is copied before we give up for now.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -37,6 +38,8 @@ pub struct CopyOptions {
     pub mode_mask: u32,
     /// Set the access time with the mtime (where an mtime set alone does not stick).
     pub set_atime: bool,
+    /// Extended attributes and ACLs to mirror, set after the owner.
+    pub xattrs: crate::xattr::Namespaces,
 }
 
 /// Why a copy did not land, beyond plain I/O errors.
@@ -188,13 +191,26 @@ pub fn copy_file(
         if !unchanged(&before, &after) || copied != before.st_size as u64 {
             continue; // the temp removes itself
         }
+        // Read before the after-copy stat would not do: an attribute change moves ctime,
+        // which that check compares, so these belong to the bytes just copied.
+        let attrs = if opts.xattrs.any() || opts.mode_mask != 0 {
+            xattr::read(xattr::Target::Fd(src.as_fd()), opts.xattrs)?
+        } else {
+            Vec::new()
+        };
         if opts.owner {
             fchown(&out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
         }
         if opts.mode_mask != 0 {
-            fchmod(
-                &out,
-                Mode::from_raw_mode((before.st_mode as u32 & opts.mode_mask) as _),
+            let mode = crate::plan::source_mode(before.st_mode & 0o7777, &attrs, opts.xattrs);
+            fchmod(&out, Mode::from_raw_mode((mode & opts.mode_mask) as _))?;
+        }
+        if opts.xattrs.any() {
+            // After the owner: a chown drops file capabilities.
+            let have = xattr::read_mirrored(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
+            xattr::apply(
+                xattr::Target::Fd(out.as_fd()),
+                &xattr::diff(&attrs, &have, opts.xattrs),
             )?;
         }
         futimens(

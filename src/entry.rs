@@ -49,6 +49,26 @@ pub struct Entry {
     pub target: Option<OsString>,
     /// Names this inode has (hard links), in and out of the tree.
     pub nlink: u64,
+    /// The inode's identity: a hard-link set is the names sharing one.
+    pub dev: u64,
+    pub ino: u64,
+    /// Extended attributes and ACLs, where the run reads them (see `xattr`).
+    pub xattrs: Option<crate::xattr::Xattrs>,
+    /// For a source file with other names in the tree: the name that stands for its link set
+    /// (see `links`). The walk fills it in; `plan` decides from it.
+    pub link: Option<Box<LinkTo>>,
+}
+
+/// Where a source file's link set is mirrored: the SRC-relative path of the set's first
+/// name, and what the replica holds there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkTo {
+    pub leader: std::path::PathBuf,
+    /// The replica inode under the leader's name, if it already holds this file's size and
+    /// mtime.
+    pub leader_ino: Option<u64>,
+    /// The leader is planned in this same walk (its metadata is fixed there).
+    pub leader_in_walk: bool,
 }
 
 impl Entry {
@@ -64,6 +84,10 @@ impl Entry {
             gid: 0,
             target: None,
             nlink: 1,
+            dev: 0,
+            ino: 0,
+            xattrs: None,
+            link: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use rustix::fs::fstat;
 use crate::plan::{Action, PlanOptions, dir_meta};
 use crate::scan::entry_from_stat;
 use crate::sink::{Sink, Target};
+use crate::xattr;
 
 /// A directory pair being worked on. Holding it open keeps every write inside the replica
 /// directory that was opened, whatever is renamed or swapped in above it meanwhile.
@@ -53,12 +54,12 @@ pub(crate) const BATCH_BYTES: u64 = 4 << 20;
 
 /// Run `f` with a pool of `workers` copy workers (none: `f` gets no sender and copies
 /// inline). Returns once `f` is done and every job it sent has been carried out.
-pub(crate) fn with_workers(
+pub(crate) fn with_workers<R>(
     sink: &dyn Sink,
     workers: usize,
     plan: PlanOptions,
-    f: impl FnOnce(Option<SyncSender<Job>>),
-) {
+    f: impl FnOnce(Option<SyncSender<Job>>) -> R,
+) -> R {
     std::thread::scope(|s| {
         let jobs = (workers > 0).then(|| {
             let (tx, rx) = sync_channel::<Job>(256);
@@ -69,10 +70,10 @@ pub(crate) fn with_workers(
             }
             tx
         });
-        f(jobs);
         // The sender was dropped by `f`: the workers end once the queue is empty; the scope
         // joins them.
-    });
+        f(jobs)
+    })
 }
 
 pub(crate) fn dup(fd: &OwnedFd) -> OwnedFd {
@@ -102,8 +103,17 @@ pub(crate) fn release(sink: &dyn Sink, dir: &DirState, plan: PlanOptions) {
     if dir.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
         let Some(dst) = &dir.dst else { return };
         let fix = (|| {
-            let src = entry_from_stat(OsString::new(), &fstat(&dir.src)?);
-            let rep = entry_from_stat(OsString::new(), &fstat(dst)?);
+            let mut src = entry_from_stat(OsString::new(), &fstat(&dir.src)?);
+            let mut rep = entry_from_stat(OsString::new(), &fstat(dst)?);
+            if plan.xattrs.any() || plan.caps.perms {
+                src.xattrs = Some(xattr::read(
+                    xattr::Target::Fd(dir.src.as_fd()),
+                    plan.xattrs,
+                )?);
+            }
+            if plan.xattrs.any() {
+                rep.xattrs = Some(xattr::read(xattr::Target::Fd(dst.as_fd()), plan.xattrs)?);
+            }
             Ok(dir_meta(&src, &rep, plan))
         })();
         sink.finish_dir(dir.target(), fix, dir.touched.load(Ordering::Relaxed));

@@ -57,6 +57,15 @@ pub struct Caps {
     pub windows_names: bool,
     /// A name must be valid UTF-8 (exFAT, NTFS: EILSEQ otherwise).
     pub utf8_names: bool,
+    /// A file can have several names (no: exFAT).
+    pub hard_links: bool,
+    /// `user.*` extended attributes are kept.
+    pub xattr_user: bool,
+    /// POSIX ACLs are kept.
+    pub acl: bool,
+    /// `trusted.*` and `security.*` attributes are kept (only ever probed, and mirrored, as
+    /// root).
+    pub xattr_trusted: bool,
 }
 
 impl Default for Caps {
@@ -73,6 +82,10 @@ impl Default for Caps {
             name_limit: NameLimit::Bytes,
             windows_names: false,
             utf8_names: false,
+            hard_links: true,
+            xattr_user: true,
+            acl: true,
+            xattr_trusted: true,
         }
     }
 }
@@ -147,6 +160,18 @@ impl Caps {
         }
         if self.utf8_names {
             out.push("UTF-8 names only".to_owned());
+        }
+        if !self.hard_links {
+            out.push("no hard links (each name is a separate copy)".to_owned());
+        }
+        if !self.acl {
+            out.push("no ACLs".to_owned());
+        }
+        if !self.xattr_user {
+            out.push("no user extended attributes".to_owned());
+        }
+        if root && !self.xattr_trusted {
+            out.push("no trusted or security extended attributes".to_owned());
         }
         out
     }
@@ -326,7 +351,35 @@ fn probe_in(dir: BorrowedFd<'_>, as_root: bool) -> io::Result<Caps> {
         create(dir, tmp(b"probe-\xff")),
         Err(Errno::ILSEQ | Errno::INVAL | Errno::NOENT | Errno::PERM)
     );
+    caps.hard_links =
+        rustix::fs::linkat(dir, tmp(b"probe-a"), dir, tmp(b"probe-h"), AtFlags::empty()).is_ok();
+    let f = create(dir, tmp(b"probe-x"))?;
+    let set = |name: &str, value: &[u8]| {
+        rustix::fs::fsetxattr(&f, name, value, rustix::fs::XattrFlags::empty()).is_ok()
+            && rustix::fs::fgetxattr(&f, name, &mut [0u8; 64][..]).is_ok()
+    };
+    caps.xattr_user = set("user.replwatch-probe", b"1");
+    caps.acl = set(crate::xattr::ACL_ACCESS, &probe_acl());
+    caps.xattr_trusted = as_root && set("trusted.replwatch-probe", b"1");
     Ok(caps)
+}
+
+/// An access ACL that only an ACL-keeping filesystem stores as one (a named user beside
+/// the mode's three classes): user::rw-, user:0:r--, group::r--, mask::r--, other::---.
+fn probe_acl() -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 0),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use crate::exclude::Excludes;
 use crate::exec::{dup, new_state};
 use crate::exit::Outcome;
 use crate::fscaps::Caps;
+use crate::links::LinkSets;
 use crate::plan::{PlanOptions, mode_kept};
 use crate::queue::{Batch, moved};
 use crate::report::{Counters, PassReport, Reporter, Trigger};
@@ -27,6 +28,7 @@ use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
 use crate::scan::scan_dir;
 use crate::sink::{DryRun, Sink};
 use crate::walk::{self, Body, Ctx, Walk};
+use crate::xattr::Namespaces;
 
 /// Everything a pass needs to know, fixed for the run.
 #[derive(Clone, Debug)]
@@ -138,6 +140,8 @@ pub struct Engine {
     noted: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
     /// The running pass's counters, for a progress display.
     pub current: Mutex<Option<Arc<Counters>>>,
+    /// Hard-link sets met so far (see `links`).
+    links: LinkSets,
 }
 
 impl Engine {
@@ -159,6 +163,12 @@ impl Engine {
             checksum: config.checksum,
             owner: owner && caps.owner,
             caps,
+            hard_links: config.hard_links && caps.hard_links,
+            xattrs: Namespaces {
+                user: config.xattrs && caps.xattr_user,
+                acl: config.acls && caps.acl,
+                privileged: config.xattrs && owner && caps.xattr_trusted,
+            },
         };
         Ok(Engine {
             source,
@@ -170,6 +180,7 @@ impl Engine {
                     fsync: config.fsync,
                     mode_mask: if caps.perms { mode_kept(plan) } else { 0 },
                     set_atime: caps.set_atime,
+                    xattrs: plan.xattrs,
                 },
                 workers: config.workers,
                 allow_empty_source: config.allow_empty_source,
@@ -183,6 +194,7 @@ impl Engine {
             out: Mutex::new(Box::new(io::stdout())),
             noted: Arc::default(),
             current: Mutex::new(None),
+            links: LinkSets::default(),
         })
     }
 
@@ -330,9 +342,15 @@ impl Engine {
                 noted: Arc::default(),
             };
             let look = DryRun::new(None);
-            self.walk(&look, &quiet, &Counters::default(), 0, batch, |w| {
-                body(w, &src, dst.as_ref())
-            });
+            let roots = (&src, dst.as_ref());
+            self.walk(
+                &look,
+                (&quiet, &Counters::default()),
+                0,
+                batch,
+                roots,
+                |w| body(w, &src, dst.as_ref()),
+            );
             let would = look.removals.load(Ordering::Relaxed);
             if would > max {
                 return Err(PassError::TooManyDeletes { would, max });
@@ -346,7 +364,8 @@ impl Engine {
         }
         let dry_actions = if self.opts.dry_run {
             let dry = DryRun::new(Some(&self.out));
-            self.walk(&dry, &reporter, &counters, 0, batch, |w| {
+            let roots = (&src, dst.as_ref());
+            self.walk(&dry, (&reporter, &counters), 0, batch, roots, |w| {
                 body(w, &src, dst.as_ref())
             });
             Some(dry.actions.load(Ordering::Relaxed))
@@ -362,10 +381,10 @@ impl Engine {
             };
             self.walk(
                 &applier,
-                &reporter,
-                &counters,
+                (&reporter, &counters),
                 self.opts.workers,
                 batch,
+                (&src, dst.as_ref()),
                 |w| body(w, &src, dst.as_ref()),
             );
             None
@@ -390,10 +409,10 @@ impl Engine {
     fn walk(
         &self,
         sink: &dyn Sink,
-        reporter: &Reporter,
-        counters: &Counters,
+        (reporter, counters): (&Reporter, &Counters),
         workers: usize,
         batch: Option<&Batch>,
+        roots: (&OwnedFd, Option<&OwnedFd>),
         body: impl FnOnce(&mut Walk<'_>),
     ) {
         let ctx = Ctx {
@@ -402,6 +421,8 @@ impl Engine {
             plan: self.opts.plan,
             excludes: &self.opts.excludes,
             stop: &self.stop,
+            links: &self.links,
+            roots,
         };
         walk::walk(sink, ctx, workers, batch, body);
     }

@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 
-use crate::entry::{Entry, Kind, Time};
+use crate::entry::{Entry, Kind, LinkTo, Time};
 use crate::fscaps::Caps;
 use crate::tempname::is_temp_name;
+use crate::xattr::{ACL_ACCESS, Namespaces, XattrFix, acl_group_perms};
 
 /// What to compare beyond the always-compared tree, types, link targets, modes and mtimes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,6 +25,10 @@ pub struct PlanOptions {
     pub owner: bool,
     /// What the replica's filesystem can hold: nothing it cannot is compared or attempted.
     pub caps: Caps,
+    /// Mirror hard links as hard links (`rsync -H`).
+    pub hard_links: bool,
+    /// The extended attributes and ACLs mirrored (`rsync -AX`).
+    pub xattrs: Namespaces,
 }
 
 /// Why an entry is copied or replaced: logged with every action.
@@ -63,11 +68,13 @@ pub struct MetaFix {
     pub mode: Option<u32>,
     pub mtime: Option<Time>,
     pub owner: Option<(u32, u32)>,
+    /// Extended attributes and ACLs, set after the owner (a chown drops file capabilities).
+    pub xattrs: Option<XattrFix>,
 }
 
 impl MetaFix {
     pub fn is_empty(&self) -> bool {
-        self.mode.is_none() && self.mtime.is_none() && self.owner.is_none()
+        self.mode.is_none() && self.mtime.is_none() && self.owner.is_none() && self.xattrs.is_none()
     }
 }
 
@@ -94,6 +101,17 @@ pub enum Action {
     },
     /// Contents match; only metadata differs.
     SetMeta { name: OsString, fix: MetaFix },
+    /// Make the name another name of the replica file that mirrors `leader` (a SRC-relative
+    /// path), replacing what is there atomically: the source file is a hard link of it.
+    /// Carried out once the walk's copies are done, only if the replica's `leader` then holds
+    /// a file of `size` and `mtime`.
+    Link {
+        name: OsString,
+        leader: std::path::PathBuf,
+        size: u64,
+        mtime: Time,
+        reason: Reason,
+    },
     /// A fifo, socket or device in the source: not mirrored.
     SkipSpecial { name: OsString },
     /// A source entry the replica's filesystem cannot hold: not mirrored, reported, and (a
@@ -135,6 +153,7 @@ impl Action {
             | Action::CheckContent { name }
             | Action::Symlink { name, .. }
             | Action::SetMeta { name, .. }
+            | Action::Link { name, .. }
             | Action::SkipSpecial { name }
             | Action::Unsupported { name, .. } => name,
         }
@@ -269,6 +288,10 @@ pub fn plan_entry(src: &Entry, rep: Option<&Entry>, opts: PlanOptions, out: &mut
         out.push(Action::SkipSpecial { name: name() });
         return;
     }
+    if let Some(link) = &src.link {
+        plan_link(src, link, rep, opts, out);
+        return;
+    }
     let reason = match rep {
         None => Reason::New,
         Some(r) if r.kind != src.kind => {
@@ -302,6 +325,55 @@ pub fn plan_entry(src: &Entry, rep: Option<&Entry>, opts: PlanOptions, out: &mut
     });
 }
 
+/// A source file whose link set is mirrored under another name (`link.leader`): if the
+/// replica already holds that inode here, this name is planned like any file (a copy it would
+/// need becomes a link to the leader's fresh copy, and its metadata is left to the leader
+/// when the leader is planned in the same walk); otherwise it becomes a link to the leader.
+fn plan_link(
+    src: &Entry,
+    link: &LinkTo,
+    rep: Option<&Entry>,
+    opts: PlanOptions,
+    out: &mut Vec<Action>,
+) {
+    let to_leader = |reason| Action::Link {
+        name: src.name.clone(),
+        leader: link.leader.clone(),
+        size: src.size,
+        mtime: src.mtime,
+        reason,
+    };
+    match rep {
+        Some(r) if r.kind == Kind::File && link.leader_ino == Some(r.ino) => {
+            let mut own = Vec::new();
+            plan_same_kind(src, r, opts, &mut own);
+            if own.iter().any(|a| matches!(a, Action::CopyFile { .. })) {
+                out.push(to_leader(Reason::Changed));
+            } else if !link.leader_in_walk {
+                out.extend(own);
+            }
+        }
+        Some(r) if r.kind == Kind::Dir => {
+            out.push(Action::Remove {
+                name: src.name.clone(),
+                kind: r.kind,
+                reason: Reason::TypeChange,
+            });
+            out.push(to_leader(Reason::TypeChange));
+        }
+        Some(r) if r.kind == Kind::File => out.push(to_leader(Reason::Changed)),
+        Some(_) => out.push(to_leader(Reason::TypeChange)),
+        None => out.push(to_leader(Reason::New)),
+    }
+}
+
+/// Does the replica inode have names beyond those the mirror gives it? With hard links
+/// mirrored, it may have as many as the source inode; without, only one.
+fn shared_beyond_mirror(src: &Entry, rep: &Entry, opts: PlanOptions) -> bool {
+    let ours = if opts.hard_links { src.nlink.max(1) } else { 1 };
+    rep.nlink > ours
+}
+
 fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Action>) {
     match src.kind {
         Kind::Dir | Kind::Special => {}
@@ -315,7 +387,9 @@ fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Act
                 out.push(Action::CheckContent {
                     name: src.name.clone(),
                 });
-            } else if rep.nlink > 1 && !meta_fix(src, rep, opts, true).is_empty() {
+            } else if shared_beyond_mirror(src, rep, opts)
+                && !meta_fix(src, rep, opts, true).is_empty()
+            {
                 out.push(Action::CopyFile {
                     name: src.name.clone(),
                     reason: Reason::SharedInode,
@@ -362,11 +436,38 @@ pub fn meta_fix(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool) ->
     let chown_clears_mode = owner.is_some() && src.kind == Kind::File && src.mode & 0o6000 != 0;
     let kept = mode_kept(opts);
     let with_mode = with_mode && opts.caps.perms;
+    let mode = source_mode(
+        src.mode,
+        src.xattrs.as_deref().unwrap_or_default(),
+        opts.xattrs,
+    );
+    let xattrs = match (&src.xattrs, &rep.xattrs) {
+        (Some(s), Some(r)) if opts.xattrs.any() => {
+            Some(crate::xattr::diff(s, r, opts.xattrs)).filter(|f| !f.is_empty())
+        }
+        _ => None,
+    };
     MetaFix {
-        mode: (with_mode && (src.mode & kept != rep.mode & kept || chown_clears_mode))
-            .then_some(src.mode & kept),
+        mode: (with_mode && (mode & kept != rep.mode & kept || chown_clears_mode))
+            .then_some(mode & kept),
         mtime: (!same_time(src.mtime, rep.mtime, opts)).then_some(src.mtime),
         owner,
+        xattrs,
+    }
+}
+
+/// The permission bits a source entry is mirrored with. Where its access ACL is not mirrored
+/// (turned off, or a replica that cannot hold one), the group bits, which show the ACL's
+/// mask, would hand the owning group what only named users and groups were given: they
+/// become what the owning group really has. Skipping an ACL never widens access.
+pub fn source_mode(mode: u32, xattrs: &[(OsString, Vec<u8>)], ns: Namespaces) -> u32 {
+    if ns.acl {
+        return mode;
+    }
+    let acl = xattrs.iter().find(|(n, _)| n == ACL_ACCESS);
+    match acl.and_then(|(_, v)| acl_group_perms(v)) {
+        Some(group) => (mode & !0o070) | (group << 3),
+        None => mode,
     }
 }
 
@@ -410,7 +511,7 @@ pub fn after_checksum(
         });
     }
     let fix = meta_fix(src, rep, opts, true);
-    if !fix.is_empty() && rep.nlink > 1 {
+    if !fix.is_empty() && shared_beyond_mirror(src, rep, opts) {
         return Some(Action::CopyFile {
             name: src.name.clone(),
             reason: Reason::SharedInode,
@@ -708,6 +809,10 @@ mod tests {
                 name_limit: crate::fscaps::NameLimit::Utf16,
                 windows_names: true,
                 utf8_names: true,
+                hard_links: false,
+                xattr_user: false,
+                acl: false,
+                xattr_trusted: false,
             },
             ..Default::default()
         }
@@ -819,6 +924,139 @@ mod tests {
         );
         // Nothing differs: nothing to do, linked or not.
         rep.mode = 0o600;
+        assert!(plan_dir(&[src], &[rep], &[], PlanOptions::default()).is_empty());
+    }
+
+    fn follower(leader_ino: Option<u64>, in_walk: bool) -> Entry {
+        let mut src = file("b", 4, 100, 0);
+        src.nlink = 2;
+        src.link = Some(Box::new(LinkTo {
+            leader: "d/a".into(),
+            leader_ino,
+            leader_in_walk: in_walk,
+        }));
+        src
+    }
+
+    fn links() -> PlanOptions {
+        PlanOptions {
+            hard_links: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_second_name_becomes_a_link_to_its_leader() {
+        let src = follower(Some(7), true);
+        let link = |reason| Action::Link {
+            name: "b".into(),
+            leader: "d/a".into(),
+            size: 4,
+            mtime: Time { sec: 100, nsec: 0 },
+            reason,
+        };
+        // Missing, a separate copy, or another kind: linked.
+        assert_eq!(
+            plan_dir(std::slice::from_ref(&src), &[], &[], links()),
+            [link(Reason::New)]
+        );
+        let mut copy = file("b", 4, 100, 0);
+        copy.ino = 8;
+        assert_eq!(
+            plan_dir(std::slice::from_ref(&src), &[copy.clone()], &[], links()),
+            [link(Reason::Changed)]
+        );
+        let dir = Entry::new("b", Kind::Dir);
+        assert!(matches!(
+            &plan_dir(std::slice::from_ref(&src), &[dir], &[], links())[..],
+            [Action::Remove { .. }, a] if *a == link(Reason::TypeChange)
+        ));
+        // Already the leader's inode: nothing, its metadata is the leader's to fix...
+        let mut same = copy.clone();
+        (same.ino, same.nlink, same.mode) = (7, 2, 0o600);
+        assert!(plan_dir(std::slice::from_ref(&src), &[same.clone()], &[], links()).is_empty());
+        // ...unless the leader is not planned in this walk.
+        let alone = follower(Some(7), false);
+        assert!(matches!(
+            &plan_dir(&[alone], &[same.clone()], &[], links())[..],
+            [Action::SetMeta { .. }]
+        ));
+        // The leader's inode is stale (the leader is copied anew): linked to the new copy.
+        let stale = follower(None, true);
+        assert_eq!(
+            plan_dir(&[stale], &[same], &[], links()),
+            [link(Reason::Changed)]
+        );
+    }
+
+    #[test]
+    fn a_linked_replica_inode_is_changed_in_place_only_within_its_link_set() {
+        let mut src = file("a", 4, 100, 0);
+        (src.nlink, src.mode) = (2, 0o600);
+        let mut rep = file("a", 4, 100, 0);
+        rep.nlink = 2;
+        assert!(matches!(
+            &plan_dir(&[src.clone()], &[rep.clone()], &[], links())[..],
+            [Action::SetMeta { .. }]
+        ));
+        rep.nlink = 3;
+        assert!(matches!(
+            &plan_dir(&[src], &[rep], &[], links())[..],
+            [Action::CopyFile {
+                reason: Reason::SharedInode,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn an_acl_left_out_never_widens_the_group_bits() {
+        let u = u32::MAX;
+        let mut acl = 2u32.to_le_bytes().to_vec();
+        // user::rw-, user:1000:rwx, group::r--, mask::rwx, other::---
+        for (tag, perm, id) in [
+            (1u16, 6u16, u),
+            (2, 7, 1000),
+            (4, 4, u),
+            (0x10, 7, u),
+            (0x20, 0, u),
+        ] {
+            acl.extend_from_slice(&tag.to_le_bytes());
+            acl.extend_from_slice(&perm.to_le_bytes());
+            acl.extend_from_slice(&id.to_le_bytes());
+        }
+        let attrs = vec![(OsString::from(ACL_ACCESS), acl)];
+        let none = Namespaces::default();
+        assert_eq!(source_mode(0o670, &attrs, none), 0o640);
+        let with_acls = Namespaces { acl: true, ..none };
+        assert_eq!(source_mode(0o670, &attrs, with_acls), 0o670);
+        assert_eq!(source_mode(0o670, &[], none), 0o670);
+    }
+
+    #[test]
+    fn an_attribute_only_change_is_a_metadata_fix() {
+        let opts = PlanOptions {
+            xattrs: Namespaces {
+                user: true,
+                ..Namespaces::default()
+            },
+            ..Default::default()
+        };
+        let mut src = file("f", 1, 1, 0);
+        src.xattrs = Some(vec![("user.a".into(), b"2".to_vec())]);
+        let mut rep = src.clone();
+        rep.xattrs = Some(vec![
+            ("user.a".into(), b"1".to_vec()),
+            ("user.b".into(), b"x".to_vec()),
+        ]);
+        let fix = match &plan_dir(&[src.clone()], &[rep.clone()], &[], opts)[..] {
+            [Action::SetMeta { fix, .. }] => fix.clone(),
+            other => panic!("{other:?}"),
+        };
+        let x = fix.xattrs.expect("an attribute fix");
+        assert_eq!(x.set, vec![("user.a".into(), b"2".to_vec())]);
+        assert_eq!(x.remove, vec![OsString::from("user.b")]);
+        // Not compared when not mirrored.
         assert!(plan_dir(&[src], &[rep], &[], PlanOptions::default()).is_empty());
     }
 }

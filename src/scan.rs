@@ -102,5 +102,9 @@ pub fn entry_from_stat(name: OsString, st: &Stat) -> Entry {
         gid: st.st_gid,
         target: None,
         nlink: st.st_nlink,
+        dev: st.st_dev,
+        ino: st.st_ino,
+        xattrs: None,
+        link: None,
     }
 }

@@ -37,6 +37,15 @@ pub trait Sink: Sync {
     /// it is done (or the error that kept it from being decided). `quiet` when this pass
     /// wrote in the directory: restamping its mtime is then bookkeeping, not news.
     fn finish_dir(&self, dir: Target<'_>, fix: io::Result<MetaFix>, quiet: bool);
+    /// Carry out (or report) a planned `Action::Link` in `dir`, once the walk's copies are
+    /// done: `leader` is the replica directory and name of the link set's leader (`None` in a
+    /// dry run where it does not exist yet).
+    fn link(
+        &self,
+        dir: Target<'_>,
+        leader: Option<(BorrowedFd<'_>, &OsStr)>,
+        action: &Action,
+    ) -> Done;
     /// Rename a replica entry; `false` makes the caller fall back to copy + delete.
     fn rename(
         &self,
@@ -88,6 +97,27 @@ impl Sink for Applier<'_> {
                 fix,
                 quiet,
             );
+        }
+    }
+
+    fn link(
+        &self,
+        dir: Target<'_>,
+        leader: Option<(BorrowedFd<'_>, &OsStr)>,
+        action: &Action,
+    ) -> Done {
+        match (dir.dst, leader) {
+            (Some(dst), Some(leader)) => Applier::link(
+                self,
+                DirPair {
+                    src: dir.src,
+                    dst,
+                    rel: dir.rel,
+                },
+                leader,
+                action,
+            ),
+            _ => false,
         }
     }
 
@@ -186,6 +216,11 @@ impl Sink for DryRun<'_> {
                 self.line('+', "symlink", &path, &note);
             }
             Action::SetMeta { fix, .. } => self.line('~', "meta", &path, &describe_fix(fix)),
+            Action::Link { leader, reason, .. } => {
+                let note = format!("{}, hard link of {}", reason.as_str(), leader.display());
+                let sym = if *reason == Reason::New { '+' } else { '>' };
+                self.line(sym, "link", &path, &note);
+            }
             Action::SkipSpecial { .. } => self.line('!', "special", &path, "skipped"),
             Action::Unsupported { why, .. } => self.line('!', "skip", &path, &why.to_string()),
         }
@@ -199,6 +234,15 @@ impl Sink for DryRun<'_> {
         {
             self.line('~', "meta", dir.rel, &describe_fix(&fix));
         }
+    }
+
+    fn link(
+        &self,
+        dir: Target<'_>,
+        _leader: Option<(BorrowedFd<'_>, &OsStr)>,
+        action: &Action,
+    ) -> Done {
+        self.apply(dir, action)
     }
 
     fn rename(
@@ -226,6 +270,9 @@ fn describe_fix(fix: &MetaFix) -> String {
     }
     if let Some((u, g)) = fix.owner {
         parts.push(format!("owner {u}:{g}"));
+    }
+    if fix.xattrs.is_some() {
+        parts.push("xattrs".to_owned());
     }
     parts.join(", ")
 }

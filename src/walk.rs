@@ -18,6 +18,7 @@ use crate::entry::{Entry, Kind};
 use crate::exclude::Excludes;
 use crate::exec::{BATCH_BYTES, BATCH_FILES, DirState, Job, new_state, release, with_workers};
 use crate::handle::{open_child_dir, open_dir_beneath};
+use crate::links::LinkSets;
 use crate::plan::{Action, PlanOptions, plan_dir, rename_matches};
 use crate::queue::Batch;
 use crate::report::{Counters, Reporter};
@@ -35,12 +36,17 @@ struct Task {
 }
 
 /// What a walk needs besides its sink.
+#[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
     pub(crate) reporter: &'a Reporter,
     pub(crate) counters: &'a Counters,
     pub(crate) plan: PlanOptions,
     pub(crate) excludes: &'a Excludes,
     pub(crate) stop: &'a AtomicBool,
+    /// The run's hard-link sets (used when `plan.hard_links`).
+    pub(crate) links: &'a LinkSets,
+    /// SRC's and REPLICA's roots for this walk (REPLICA's is `None` in a dry run without one).
+    pub(crate) roots: (&'a OwnedFd, Option<&'a OwnedFd>),
 }
 
 pub(crate) struct Walk<'a> {
@@ -58,6 +64,11 @@ pub(crate) struct Walk<'a> {
     dst_root: Option<OwnedFd>,
     /// The directories this batch compared already.
     compared: HashSet<PathBuf>,
+    /// This walk's number in the link register.
+    walk_id: u64,
+    /// Links the plan decided, carried out once every copy is done (their leader may be one
+    /// of them): the SRC-relative directory and the action.
+    links: Vec<(PathBuf, Action)>,
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
@@ -72,7 +83,8 @@ pub(crate) fn walk<'a>(
     body: impl FnOnce(&mut Walk<'_>),
 ) {
     let plan = ctx.plan;
-    with_workers(sink, workers, plan, |jobs| {
+    let walk_id = ctx.links.start_walk();
+    let links = with_workers(sink, workers, plan, |jobs| {
         let mut walk = Walk {
             sink,
             ctx,
@@ -82,9 +94,64 @@ pub(crate) fn walk<'a>(
             moved: Vec::new(),
             dst_root: None,
             compared: HashSet::new(),
+            walk_id,
+            links: Vec::new(),
         };
         body(&mut walk);
+        walk.links
     });
+    make_links(sink, ctx, links);
+    if batch.is_none() && !ctx.counters.cut.load(Ordering::Relaxed) {
+        ctx.links.forget_unmet(walk_id);
+    }
+}
+
+/// Carry out the links a walk planned, now that the copies of their leaders are done, and
+/// put back the metadata of each directory they were made in (a new name is a write in it).
+fn make_links(sink: &dyn Sink, ctx: Ctx<'_>, links: Vec<(PathBuf, Action)>) {
+    let (src_root, dst_root) = ctx.roots;
+    let mut links = links.into_iter().peekable();
+    while let Some((rel, first)) = links.next() {
+        let mut here = vec![first];
+        while let Some((_, a)) = links.next_if(|(r, _)| *r == rel) {
+            here.push(a);
+        }
+        if ctx.stop.load(Ordering::Relaxed) {
+            ctx.counters.cut.store(true, Ordering::Relaxed);
+            return;
+        }
+        let dirs = (|| {
+            let src = open_dir_beneath(src_root, &rel).map_err(|e| ("open source dir", e))?;
+            let dst = dst_root
+                .map(|d| open_dir_beneath(d, &rel))
+                .transpose()
+                .map_err(|e| ("open replica dir", e))?;
+            Ok::<_, (&'static str, io::Error)>((src, dst))
+        })();
+        let (src, dst) = match dirs {
+            Ok(d) => d,
+            Err((what, e)) => {
+                ctx.reporter.fault(ctx.counters, what, &rel, &e);
+                continue;
+            }
+        };
+        let state = new_state(src, dst, rel, true);
+        for action in &here {
+            let Action::Link { leader, .. } = action else {
+                continue;
+            };
+            let leader_dir = split(leader).and_then(|(dir, name)| {
+                let d = open_dir_beneath(dst_root?, &dir).ok()?;
+                Some((d, name))
+            });
+            sink.link(
+                state.target(),
+                leader_dir.as_ref().map(|(d, n)| (d.as_fd(), *n)),
+                action,
+            );
+        }
+        release(sink, &state, ctx.plan);
+    }
 }
 
 impl Walk<'_> {
@@ -140,6 +207,11 @@ impl Walk<'_> {
         c.counters
             .scanned
             .fetch_add(src.entries.len() as u64, Ordering::Relaxed);
+        self.read_xattrs(&state, &mut src, &mut dst);
+        if c.plan.hard_links {
+            self.link_sets(&state.rel, &mut src.entries);
+        }
+        let c = &self.ctx;
         let mut keep = Vec::with_capacity(src.errors.len());
         for (name, err) in src.errors {
             c.reporter
@@ -173,6 +245,7 @@ impl Walk<'_> {
                         batch_bytes = 0;
                     }
                 }
+                Action::Link { .. } => self.links.push((state.rel.clone(), action.clone())),
                 _ => {
                     let ok = self.sink.apply(state.target(), action);
                     match (ok, action) {
@@ -212,6 +285,71 @@ impl Walk<'_> {
             }
         }
         release(self.sink, &state, self.ctx.plan);
+    }
+
+    /// Read the extended attributes of both listings where the plan compares them, and of the
+    /// source where an ACL it holds limits the mode the replica gets (see
+    /// `plan::source_mode`). A source entry whose attributes cannot be read is a scan error
+    /// (its replica is left alone); a replica entry's are then not compared.
+    fn read_xattrs(&self, state: &DirState, src: &mut Listing, dst: &mut Listing) {
+        let plan = self.ctx.plan;
+        let ns = plan.xattrs;
+        if !ns.any() && !plan.caps.perms {
+            return;
+        }
+        for (name, err) in crate::xattr::read_listing(&state.src, &mut src.entries, ns) {
+            src.entries.retain(|e| e.name != name);
+            src.errors.push((name, err));
+        }
+        if ns.any()
+            && let Some(d) = &state.dst
+        {
+            let _ = crate::xattr::read_listing(d, &mut dst.entries, ns);
+        }
+    }
+
+    /// Tell the plan, for each source file with other names, which name leads its link set
+    /// (see `links`) and whether the replica already holds that leader. A leader remembered
+    /// from an earlier walk is used only if SRC still has that inode under its name, and the
+    /// replica an up-to-date copy of it; otherwise this name takes the lead.
+    fn link_sets(&self, rel: &Path, entries: &mut [Entry]) {
+        let (src_root, dst_root) = self.ctx.roots;
+        let full = self.batch.is_none();
+        for e in entries.iter_mut() {
+            if e.kind != Kind::File || e.nlink < 2 {
+                continue;
+            }
+            let inode = (e.dev, e.ino);
+            let path = rel.join(&e.name);
+            let crate::links::Found::Other { rel: leader, now } =
+                self.ctx.links.find(inode, &path, self.walk_id, full)
+            else {
+                continue;
+            };
+            let at = |root: &OwnedFd| {
+                let (dir, name) = split(&leader)?;
+                let d = open_dir_beneath(root, &dir).ok()?;
+                stat_entry(&d, name).ok().flatten()
+            };
+            let leader_ino = dst_root.and_then(at).and_then(|r| {
+                (r.kind == Kind::File
+                    && r.size == e.size
+                    && crate::plan::same_time(r.mtime, e.mtime, self.ctx.plan))
+                .then_some(r.ino)
+            });
+            if !now {
+                let still = at(src_root).is_some_and(|s| (s.dev, s.ino) == inode);
+                if !still || leader_ino.is_none() {
+                    self.ctx.links.lead(inode, &path, self.walk_id);
+                    continue;
+                }
+            }
+            e.link = Some(Box::new(crate::entry::LinkTo {
+                leader,
+                leader_ino,
+                leader_in_walk: now,
+            }));
+        }
     }
 
     /// Hand a batch of copies to the workers (or do it here if they are gone).

@@ -93,13 +93,16 @@ const EXIT_CODES: [&str; 4] = [
      pass (empty source, --max-delete), or --once was interrupted",
 ];
 
-const PRESERVED: [&str; 3] = [
+const PRESERVED: [&str; 4] = [
     "What is preserved: the tree, entry types, file bytes, symlinks (as links, never followed), \
      permission bits, modification times of files, directories and symlinks (to the \
-     nanosecond), empty directories, and owner and group when run as root.",
-    "Not preserved: hard links (copied as separate files), ACLs, extended attributes, access \
-     times.",
+     nanosecond), empty directories, hard links within SRC, POSIX ACLs (access and default), \
+     extended attributes (user.*; as root also trusted.* and file capabilities), holes in \
+     sparse files, and owner and group when run as root.",
+    "Not preserved: access times, SELinux and other security labels (the replica's policy \
+     assigns them).",
     "Fifos, sockets and devices are skipped with a warning.",
+    "--no-hard-links",
 ];
 
 #[test]

@@ -805,7 +805,7 @@ fn symlinks_are_copied_as_links_never_followed() {
 }
 
 #[test]
-fn hard_links_are_copied_as_separate_files() {
+fn hard_links_stay_hard_links_unless_turned_off() {
     let env = Env::new();
     write(env.src.join("a"), "shared");
     fs::hard_link(env.src.join("a"), env.src.join("b")).unwrap();
@@ -815,6 +815,16 @@ fn hard_links_are_copied_as_separate_files() {
 
     env.once_ok();
     let (a, b, c) = (env.rep.join("a"), env.rep.join("b"), env.rep.join("d/c"));
+    for p in [&a, &b, &c] {
+        assert_eq!(fs::read(p).unwrap(), b"shared");
+        assert_eq!(p.metadata().unwrap().nlink(), 3, "{}", p.display());
+    }
+    assert_eq!(ino(&a), ino(&b));
+    assert_eq!(ino(&a), ino(&c));
+
+    fs::remove_dir_all(&env.rep).unwrap();
+    let out = env.cmd(&["--once", "--no-hard-links"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     for p in [&a, &b, &c] {
         assert_eq!(fs::read(p).unwrap(), b"shared");
         assert_eq!(p.metadata().unwrap().nlink(), 1, "{}", p.display());

@@ -134,6 +134,8 @@ fn apply(source: &[Entry], mut model: Model, actions: &[Action], opts: PlanOptio
                 assert_eq!((src_kind, rep_kind), (Some(Kind::Special), None), "{a:?}");
             }
             Action::Unsupported { .. } => panic!("a POSIX replica holds everything: {a:?}"),
+            // Only planned for entries the walk gave a link set: this model gives none.
+            Action::Link { .. } => panic!("no entry of this model is in a link set: {a:?}"),
         }
     }
     for s in source.iter().filter(|s| s.kind == Kind::Dir) {

@@ -1,0 +1,316 @@
+//! Extended attributes and POSIX ACLs (`rsync -AX`), read and written through handles.
+//!
+//! POSIX ACLs are the `system.posix_acl_access` and `system.posix_acl_default` attributes;
+//! copying their raw values is what `cp -a` does. File capabilities are
+//! `security.capability`, which the kernel drops on a chown: they are set after the owner.
+//!
+//! Which attributes are mirrored ([`Namespaces`]): `user.*`, the two ACLs, and as root
+//! `trusted.*` and `security.capability`. Other `security.*` attributes (SELinux, Smack, IMA
+//! labels) belong to the policy of the machine that holds the file, not to the file, and are
+//! left to it, as Syncthing does; other `system.*` attributes are filesystem-specific views.
+//!
+//! A file's attributes are read by name under a held directory handle, through
+//! `/proc/self/fd/N/NAME` with the `l*` calls, so the last component is never followed and
+//! no path is resolved twice from the root.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use rustix::fs::XattrFlags;
+use rustix::io::Errno;
+
+/// A file's mirrored attributes, sorted by name.
+pub type Xattrs = Vec<(OsString, Vec<u8>)>;
+
+pub const ACL_ACCESS: &str = "system.posix_acl_access";
+pub const ACL_DEFAULT: &str = "system.posix_acl_default";
+
+/// Which attributes a run mirrors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// `user.*`.
+    pub user: bool,
+    /// `system.posix_acl_access` and `system.posix_acl_default`.
+    pub acl: bool,
+    /// `trusted.*` and `security.capability` (root only).
+    pub privileged: bool,
+}
+
+impl Namespaces {
+    pub fn any(self) -> bool {
+        self.user || self.acl || self.privileged
+    }
+
+    /// Is the attribute `name` mirrored?
+    pub fn mirrors(self, name: &[u8]) -> bool {
+        (self.user && name.starts_with(b"user."))
+            || (self.acl && (name == ACL_ACCESS.as_bytes() || name == ACL_DEFAULT.as_bytes()))
+            || (self.privileged
+                && (name.starts_with(b"trusted.") || name == b"security.capability"))
+    }
+}
+
+/// What a read keeps: the mirrored attributes, and the access ACL even where ACLs are not
+/// mirrored (its mask must not become group permissions: see `plan::source_mode`).
+fn kept(name: &[u8], ns: Namespaces) -> bool {
+    ns.mirrors(name) || name == ACL_ACCESS.as_bytes()
+}
+
+/// `/proc/self/fd/N/NAME`: `name` in the directory behind `dir`, for the path-only calls.
+fn at_path(dir: BorrowedFd<'_>, name: &OsStr) -> OsString {
+    let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+    p.extend_from_slice(name.as_bytes());
+    OsString::from_vec(p)
+}
+
+/// Where an attribute is read or written: an open file, or a name in a directory (symlinks
+/// are never followed).
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    Fd(BorrowedFd<'a>),
+    At(BorrowedFd<'a>, &'a OsStr),
+}
+
+impl Target<'_> {
+    fn list(self, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        match self {
+            Target::Fd(fd) => rustix::fs::flistxattr(fd, buf),
+            Target::At(dir, name) => rustix::fs::llistxattr(at_path(dir, name), buf),
+        }
+    }
+
+    fn get(self, attr: &OsStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        match self {
+            Target::Fd(fd) => rustix::fs::fgetxattr(fd, attr, buf),
+            Target::At(dir, name) => rustix::fs::lgetxattr(at_path(dir, name), attr, buf),
+        }
+    }
+
+    fn set(self, attr: &OsStr, value: &[u8]) -> rustix::io::Result<()> {
+        match self {
+            Target::Fd(fd) => rustix::fs::fsetxattr(fd, attr, value, XattrFlags::empty()),
+            Target::At(dir, name) => {
+                rustix::fs::lsetxattr(at_path(dir, name), attr, value, XattrFlags::empty())
+            }
+        }
+    }
+
+    fn remove(self, attr: &OsStr) -> rustix::io::Result<()> {
+        match self {
+            Target::Fd(fd) => rustix::fs::fremovexattr(fd, attr),
+            Target::At(dir, name) => rustix::fs::lremovexattr(at_path(dir, name), attr),
+        }
+    }
+}
+
+/// Fill `buf` by `call`, growing it when the kernel says it is too small.
+fn read_into(
+    buf: &mut Vec<u8>,
+    mut call: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+) -> rustix::io::Result<usize> {
+    loop {
+        match call(buf) {
+            Err(Errno::RANGE) if buf.len() < (1 << 20) => buf.resize(buf.len() * 4, 0),
+            other => return other,
+        }
+    }
+}
+
+/// The attributes of `at` that a run keeps (see [`kept`]). A filesystem without attributes
+/// has none; an attribute that vanishes between list and read is left out.
+pub fn read(at: Target<'_>, ns: Namespaces) -> io::Result<Xattrs> {
+    let mut list = vec![0u8; 256];
+    let n = match read_into(&mut list, |b| at.list(b)) {
+        Ok(n) => n,
+        Err(Errno::OPNOTSUPP) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut out = Vec::new();
+    let mut value = vec![0u8; 256];
+    for attr in list[..n].split(|b| *b == 0).filter(|a| !a.is_empty()) {
+        if !kept(attr, ns) {
+            continue;
+        }
+        let attr = OsStr::from_bytes(attr);
+        match read_into(&mut value, |b| at.get(attr, b)) {
+            Ok(len) => out.push((attr.to_owned(), value[..len].to_vec())),
+            Err(Errno::NODATA) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The changes that make one attribute set another, for the mirrored namespaces only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct XattrFix {
+    pub set: Xattrs,
+    pub remove: Vec<OsString>,
+}
+
+impl XattrFix {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// What to set and remove on `have` so that its mirrored attributes are `want`'s.
+pub fn diff(
+    want: &[(OsString, Vec<u8>)],
+    have: &[(OsString, Vec<u8>)],
+    ns: Namespaces,
+) -> XattrFix {
+    let mirrored = |(n, _): &&(OsString, Vec<u8>)| ns.mirrors(n.as_bytes());
+    let want: Vec<_> = want.iter().filter(mirrored).collect();
+    let have: Vec<_> = have.iter().filter(mirrored).collect();
+    XattrFix {
+        set: want
+            .iter()
+            .filter(|w| !have.contains(w))
+            .map(|w| (*w).clone())
+            .collect(),
+        remove: have
+            .iter()
+            .filter(|(n, _)| !want.iter().any(|(m, _)| m == n))
+            .map(|(n, _)| n.clone())
+            .collect(),
+    }
+}
+
+/// Carry out a fix. Removals first (an inherited default ACL gives way to the source's).
+pub fn apply(at: Target<'_>, fix: &XattrFix) -> io::Result<()> {
+    for name in &fix.remove {
+        match at.remove(name) {
+            Ok(()) | Err(Errno::NODATA) => {}
+            Err(e) => return Err(attr_error(e, name)),
+        }
+    }
+    for (name, value) in &fix.set {
+        at.set(name, value).map_err(|e| attr_error(e, name))?;
+    }
+    Ok(())
+}
+
+fn attr_error(e: Errno, name: &OsStr) -> io::Error {
+    let e = io::Error::from(e);
+    io::Error::new(
+        e.kind(),
+        format!("extended attribute {}: {e}", name.to_string_lossy()),
+    )
+}
+
+/// Make the attributes of the open file `out` those of the open file `src`.
+pub fn copy_fd(src: BorrowedFd<'_>, out: BorrowedFd<'_>, ns: Namespaces) -> io::Result<()> {
+    if !ns.any() {
+        return Ok(());
+    }
+    let want = read(Target::Fd(src), ns)?;
+    let have = read(Target::Fd(out), ns)?;
+    apply(Target::Fd(out), &diff(&want, &have, ns))
+}
+
+/// The permissions the owning group really has under an access ACL (its own entry, limited
+/// by the mask), where the mode's group bits show the mask. `None` for a minimal ACL (no
+/// mask: the group bits are the group's) or a value that is not an ACL.
+pub fn acl_group_perms(acl: &[u8]) -> Option<u32> {
+    // Version 2 header, then entries of (tag u16, perm u16, id u32), little-endian.
+    const GROUP_OBJ: u16 = 0x04;
+    const MASK: u16 = 0x10;
+    let (head, body) = acl.split_at_checked(4)?;
+    if u32::from_le_bytes(head.try_into().ok()?) != 2 || body.len() % 8 != 0 {
+        return None;
+    }
+    let (mut group, mut mask) = (None, None);
+    for e in body.chunks_exact(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u32::from(u16::from_le_bytes([e[2], e[3]]) & 0o7);
+        match tag {
+            GROUP_OBJ => group = Some(perm),
+            MASK => mask = Some(perm),
+            _ => {}
+        }
+    }
+    Some(group? & mask?)
+}
+
+/// The attributes `at` holds in the mirrored namespaces: what a fix is computed against.
+pub fn read_mirrored(at: Target<'_>, ns: Namespaces) -> io::Result<Xattrs> {
+    let mut all = read(at, ns)?;
+    all.retain(|(n, _)| ns.mirrors(n.as_bytes()));
+    Ok(all)
+}
+
+/// Read the attributes of every entry of a listing made under `dir`.
+pub fn read_listing(
+    dir: impl AsFd,
+    entries: &mut [crate::entry::Entry],
+    ns: Namespaces,
+) -> Vec<(OsString, io::Error)> {
+    let dir = dir.as_fd();
+    let mut errors = Vec::new();
+    for e in entries.iter_mut() {
+        match read(Target::At(dir, &e.name), ns) {
+            Ok(x) => e.xattrs = Some(x),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => e.xattrs = Some(Vec::new()),
+            Err(err) => errors.push((e.name.clone(), err)),
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut v = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in entries {
+            v.extend_from_slice(&tag.to_le_bytes());
+            v.extend_from_slice(&perm.to_le_bytes());
+            v.extend_from_slice(&id.to_le_bytes());
+        }
+        v
+    }
+
+    #[test]
+    fn the_group_gets_its_own_entry_within_the_mask() {
+        let u = u32::MAX;
+        // user::rw-, user:1000:rwx, group::r--, mask::rwx, other::---
+        let a = acl(&[
+            (1, 6, u),
+            (2, 7, 1000),
+            (4, 4, u),
+            (0x10, 7, u),
+            (0x20, 0, u),
+        ]);
+        assert_eq!(acl_group_perms(&a), Some(4));
+        // group::rwx limited by mask::r-x
+        let b = acl(&[(1, 6, u), (4, 7, u), (0x10, 5, u), (0x20, 0, u)]);
+        assert_eq!(acl_group_perms(&b), Some(5));
+        // A minimal ACL has no mask; garbage is no ACL.
+        assert_eq!(
+            acl_group_perms(&acl(&[(1, 6, u), (4, 4, u), (0x20, 0, u)])),
+            None
+        );
+        assert_eq!(acl_group_perms(b"junk"), None);
+    }
+
+    #[test]
+    fn a_fix_sets_what_differs_and_removes_what_the_source_lacks() {
+        let ns = Namespaces {
+            user: true,
+            acl: false,
+            privileged: false,
+        };
+        let x = |n: &str, v: &str| (OsString::from(n), v.as_bytes().to_vec());
+        let want = vec![x("user.a", "1"), x("user.b", "2"), x(ACL_ACCESS, "acl")];
+        let have = vec![x("trusted.t", "kept"), x("user.b", "old"), x("user.c", "3")];
+        let fix = diff(&want, &have, ns);
+        assert_eq!(fix.set, vec![x("user.a", "1"), x("user.b", "2")]);
+        assert_eq!(fix.remove, vec![OsString::from("user.c")]);
+        assert!(diff(&want, &want, ns).is_empty());
+    }
+}
