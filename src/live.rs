@@ -86,6 +86,10 @@ struct Live<'a> {
 }
 
 /// Run live mode. `tx`/`rx` is the loop's channel; the signal handler sends `Msg::Stop` on it.
+/// Why a batch asks for a full pass: a file it met has names elsewhere that were never seen
+/// (`ln d1/a d2/b` makes an event in `d2` only, and `d1/a` had one name until then).
+const NEW_LINK_SET: &str = "a hard link to a file whose other names are not known yet";
+
 pub fn run(
     config: &Config,
     engine: &Engine,
@@ -409,6 +413,10 @@ impl Live<'_> {
                 }
                 if !report.failed.is_empty() || !report.deferred.is_empty() {
                     self.report_pending();
+                }
+                if report.full_wanted {
+                    self.queue.full_pass(NEW_LINK_SET);
+                    self.first_event.get_or_insert_with(Instant::now);
                 }
             }
             Err(PassError::Stopped) => {

@@ -319,6 +319,7 @@ impl Engine {
                     walk.drain();
                 }
             }
+            walk.relink(src, dst);
         })
     }
 

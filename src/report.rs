@@ -57,6 +57,9 @@ pub struct Counters {
     /// A stop request cut this pass or batch short (a stop that came after its last step
     /// did not: what it did is complete).
     pub cut: std::sync::atomic::AtomicBool,
+    /// A batch met what only a full pass can settle (a hard link whose other names it does
+    /// not know).
+    pub full_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// A snapshot of [`Counters`] at the end of a pass.
@@ -121,6 +124,7 @@ impl Counters {
             deferred: take(&self.deferred),
             compared: take(&self.compared),
             unread: take(&self.unread),
+            full_wanted: self.full_wanted.load(Ordering::Relaxed),
         }
     }
 
@@ -145,6 +149,8 @@ pub struct PassReport {
     /// SRC-relative directories whose contents could not be read (their failures are in
     /// `failed` too).
     pub unread: Vec<PathBuf>,
+    /// Only a full pass can settle what this batch met.
+    pub full_wanted: bool,
 }
 
 /// Logs actions and faults with their paths and counts them.

@@ -18,7 +18,7 @@ use crate::entry::{Entry, Kind};
 use crate::exclude::Excludes;
 use crate::exec::{BATCH_BYTES, BATCH_FILES, DirState, Job, new_state, release, with_workers};
 use crate::handle::{open_child_dir, open_dir_beneath};
-use crate::links::LinkSets;
+use crate::links::{Found, LinkSets};
 use crate::plan::{Action, PlanOptions, plan_dir, rename_matches};
 use crate::queue::Batch;
 use crate::report::{Counters, Reporter};
@@ -69,6 +69,11 @@ pub(crate) struct Walk<'a> {
     /// Links the plan decided, carried out once every copy is done (their leader may be one
     /// of them): the SRC-relative directory and the action.
     links: Vec<(PathBuf, Action)>,
+    /// Link sets a batch met for the first time: (inode, names it has).
+    new_sets: Vec<(crate::links::Inode, u64)>,
+    /// Directories holding other names of files a batch copied anew: compared too, so those
+    /// names are linked to the new copy.
+    relink: Vec<PathBuf>,
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
@@ -96,11 +101,22 @@ pub(crate) fn walk<'a>(
             compared: HashSet::new(),
             walk_id,
             links: Vec::new(),
+            new_sets: Vec::new(),
+            relink: Vec::new(),
         };
         body(&mut walk);
-        walk.links
+        (walk.links, walk.new_sets)
     });
+    let (links, new_sets) = links;
     make_links(sink, ctx, links);
+    // A set met for the first time by a batch, whose other names the batch did not all
+    // meet: they are somewhere in the tree, and only a full pass finds them.
+    if new_sets
+        .iter()
+        .any(|&(inode, nlink)| (ctx.links.met(inode, walk_id) as u64) < nlink)
+    {
+        ctx.counters.full_wanted.store(true, Ordering::Relaxed);
+    }
     if batch.is_none() && !ctx.counters.cut.load(Ordering::Relaxed) {
         ctx.links.forget_unmet(walk_id);
     }
@@ -219,6 +235,9 @@ impl Walk<'_> {
             keep.push(name);
         }
         let actions = plan_dir(&src.entries, &dst.entries, &keep, c.plan);
+        if c.plan.hard_links && self.batch.is_some() {
+            self.note_relinks(&state.rel, &src.entries, &actions);
+        }
         if !actions.is_empty() {
             state.touched.store(true, Ordering::Relaxed);
             self.sink.prepare_dir(state.target());
@@ -309,11 +328,12 @@ impl Walk<'_> {
     }
 
     /// Tell the plan, for each source file with other names, which name leads its link set
-    /// (see `links`) and whether the replica already holds that leader. A leader remembered
-    /// from an earlier walk is used only if SRC still has that inode under its name, and the
-    /// replica an up-to-date copy of it; otherwise this name takes the lead.
-    fn link_sets(&self, rel: &Path, entries: &mut [Entry]) {
+    /// (see `links`) and whether the replica already holds that leader. Names remembered from
+    /// an earlier walk are used only if SRC still has that inode under the name and the
+    /// replica an up-to-date copy of it; if none is, this name takes the lead.
+    fn link_sets(&mut self, rel: &Path, entries: &mut [Entry]) {
         let (src_root, dst_root) = self.ctx.roots;
+        let links = self.ctx.links;
         let full = self.batch.is_none();
         for e in entries.iter_mut() {
             if e.kind != Kind::File || e.nlink < 2 {
@@ -321,34 +341,83 @@ impl Walk<'_> {
             }
             let inode = (e.dev, e.ino);
             let path = rel.join(&e.name);
-            let crate::links::Found::Other { rel: leader, now } =
-                self.ctx.links.find(inode, &path, self.walk_id, full)
-            else {
-                continue;
+            let (leader, now) = match links.find(inode, &path, self.walk_id, full) {
+                Found::New => {
+                    if !full {
+                        self.new_sets.push((inode, e.nlink));
+                    }
+                    continue;
+                }
+                Found::Leader => continue,
+                Found::Other { rel, now } => (rel, now),
             };
-            let at = |root: &OwnedFd| {
-                let (dir, name) = split(&leader)?;
+            let stat_at = |root: &OwnedFd, p: &Path| {
+                let (dir, name) = split(p)?;
                 let d = open_dir_beneath(root, &dir).ok()?;
                 stat_entry(&d, name).ok().flatten()
             };
-            let leader_ino = dst_root.and_then(at).and_then(|r| {
-                (r.kind == Kind::File
-                    && r.size == e.size
-                    && crate::plan::same_time(r.mtime, e.mtime, self.ctx.plan))
-                .then_some(r.ino)
-            });
-            if !now {
-                let still = at(src_root).is_some_and(|s| (s.dev, s.ino) == inode);
-                if !still || leader_ino.is_none() {
-                    self.ctx.links.lead(inode, &path, self.walk_id);
-                    continue;
-                }
-            }
+            let up_to_date = |p: &Path| {
+                stat_at(dst_root?, p).and_then(|r| {
+                    (r.kind == Kind::File
+                        && r.size == e.size
+                        && crate::plan::same_time(r.mtime, e.mtime, self.ctx.plan))
+                    .then_some(r.ino)
+                })
+            };
+            let found = if now {
+                let ino = up_to_date(&leader);
+                Some((leader, ino))
+            } else {
+                links.others(inode, &path).into_iter().find_map(|cand| {
+                    let same = stat_at(src_root, &cand).is_some_and(|s| (s.dev, s.ino) == inode);
+                    let ino = up_to_date(&cand).filter(|_| same)?;
+                    links.lead(inode, &cand, 0);
+                    Some((cand, Some(ino)))
+                })
+            };
+            let Some((leader, leader_ino)) = found else {
+                links.lead(inode, &path, self.walk_id);
+                continue;
+            };
             e.link = Some(Box::new(crate::entry::LinkTo {
                 leader,
                 leader_ino,
                 leader_in_walk: now,
             }));
+        }
+    }
+
+    /// A batch that copies a file anew (its bytes changed through this name, or it took the
+    /// lead of its set) must bring the set's other names along: their directories are
+    /// compared next, where the plan links them to the new copy.
+    fn note_relinks(&mut self, rel: &Path, entries: &[Entry], actions: &[Action]) {
+        for a in actions {
+            let Action::CopyFile { name, .. } = a else {
+                continue;
+            };
+            let Ok(i) = entries.binary_search_by(|e| e.name.as_os_str().cmp(name)) else {
+                continue;
+            };
+            let e = &entries[i];
+            if e.nlink < 2 {
+                continue;
+            }
+            for other in self.ctx.links.others((e.dev, e.ino), &rel.join(name)) {
+                if let Some((dir, _)) = split(&other) {
+                    self.relink.push(dir);
+                }
+            }
+        }
+    }
+
+    /// Compare the directories `note_relinks` asked for (a batch's last step).
+    pub(crate) fn relink(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd) {
+        while let Some(dir) = self.relink.pop() {
+            if self.stopping() {
+                return;
+            }
+            self.compare(src_root, dst_root, &dir);
+            self.drain();
         }
     }
 

@@ -18,6 +18,7 @@ mod live_trust;
 mod logs_json;
 mod mirror;
 mod plan_model;
+mod preserve;
 mod progress;
 mod recipes;
 mod replica_fs;
