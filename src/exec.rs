@@ -62,7 +62,9 @@ pub(crate) fn with_workers<R>(
 ) -> R {
     std::thread::scope(|s| {
         let jobs = (workers > 0).then(|| {
-            let (tx, rx) = sync_channel::<Job>(256);
+            // Each queued job holds its directory's two handles: a short queue keeps the
+            // descriptors a walk holds bounded (and the workers busy all the same).
+            let (tx, rx) = sync_channel::<Job>(32);
             let rx = Arc::new(Mutex::new(rx));
             for _ in 0..workers {
                 let rx = Arc::clone(&rx);

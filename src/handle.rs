@@ -9,7 +9,7 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags, openat, openat2};
@@ -42,10 +42,39 @@ pub fn open_dir_beneath(root: impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
         return Ok(openat(root, ".", DIR_FLAGS, Mode::empty())?);
     }
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    if rel.as_os_str().len() >= CHUNK {
+        return open_in_chunks(root, rel);
+    }
     match openat2(root, rel, DIR_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => Ok(fd),
         Err(rustix::io::Errno::NOSYS) => walk_components(root, rel),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Paths up to this long are opened in one call; longer ones (a tree deeper than PATH_MAX,
+/// 4096 bytes, allows) a piece at a time, each piece beneath the directory the last one
+/// opened.
+const CHUNK: usize = 3072;
+
+fn open_in_chunks(root: BorrowedFd<'_>, rel: &Path) -> io::Result<OwnedFd> {
+    let mut cur: Option<OwnedFd> = None;
+    let mut piece = std::path::PathBuf::new();
+    let mut comps = rel.components().peekable();
+    while let Some(c) = comps.next() {
+        piece.push(c);
+        let full = comps
+            .peek()
+            .is_none_or(|n| piece.as_os_str().len() + n.as_os_str().len() + 1 >= CHUNK);
+        if full {
+            let at = cur.as_ref().map_or(root, |c| c.as_fd());
+            cur = Some(open_dir_beneath(at, &piece)?);
+            piece.clear();
+        }
+    }
+    match cur {
+        Some(fd) => Ok(fd),
+        None => open_dir_beneath(root, Path::new("")),
     }
 }
 
@@ -69,6 +98,27 @@ fn walk_components(root: impl AsFd, rel: &Path) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_longer_than_path_max_open_piece_by_piece() {
+        let t = tempfile::tempdir().unwrap();
+        let root = open_root(t.path()).unwrap();
+        let name = "n".repeat(200);
+        let mut rel = std::path::PathBuf::new();
+        let mut cur = root.try_clone().unwrap();
+        for _ in 0..30 {
+            rustix::fs::mkdirat(&cur, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            cur = open_child_dir(&cur, OsStr::new(&name)).unwrap();
+            rel.push(&name);
+        }
+        assert!(rel.as_os_str().len() > 4096);
+        let opened = open_dir_beneath(&root, &rel).unwrap();
+        let (a, b) = (
+            rustix::fs::fstat(&opened).unwrap(),
+            rustix::fs::fstat(&cur).unwrap(),
+        );
+        assert_eq!((a.st_dev, a.st_ino), (b.st_dev, b.st_ino));
+    }
 
     #[test]
     fn refuses_symlinked_components() {

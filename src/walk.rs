@@ -27,13 +27,23 @@ use crate::sink::Sink;
 use crate::tempname::is_temp_name;
 
 struct Task {
-    parent: Arc<DirState>,
+    /// The parent's handles, held while the parent is less than [`HELD_DEPTH`] deep: the
+    /// child is opened through them. Deeper down, the child is opened from the roots by its
+    /// path (beneath them, no symlinks) and checked to be the directory its listing showed,
+    /// so a walk holds a bounded number of descriptors whatever the depth.
+    parent: Option<Arc<DirState>>,
+    rel: PathBuf,
     name: OsString,
+    /// Device and inode of the source directory, and of the replica's, as listed.
+    ids: ((u64, u64), Option<(u64, u64)>),
     /// Created by this pass.
     fresh: bool,
     /// Scan and plan its contents; otherwise only its own metadata is brought up to date.
     scan: bool,
 }
+
+/// Directory levels whose handles queued subdirectories keep (see [`Task`]).
+const HELD_DEPTH: usize = 32;
 
 /// What a walk needs besides its sink.
 #[derive(Clone, Copy)]
@@ -289,14 +299,23 @@ impl Walk<'_> {
             .filter(|a| matches!(a, Action::Unsupported { .. } | Action::SkipSpecial { .. }))
             .map(Action::name)
             .collect();
+        let hold = state.rel.components().count() < HELD_DEPTH;
         for e in src.entries.iter().rev() {
             if e.kind == Kind::Dir && !failed.contains(&e.name) && !left_out.contains(&e.name) {
                 let fresh = made.contains(&e.name);
-                let queued_deep = self
-                    .batch
-                    .is_some_and(|b| b.deep.contains(&state.rel.join(&e.name)));
+                let rel = state.rel.join(&e.name);
+                let queued_deep = self.batch.is_some_and(|b| b.deep.contains(&rel));
+                let dst_id = dst
+                    .entries
+                    .binary_search_by(|d| d.name.cmp(&e.name))
+                    .ok()
+                    .map(|i| &dst.entries[i])
+                    .filter(|d| d.kind == Kind::Dir)
+                    .map(|d| (d.dev, d.ino));
                 self.stack.push(Task {
-                    parent: Arc::clone(&state),
+                    parent: hold.then(|| Arc::clone(&state)),
+                    rel,
+                    ids: ((e.dev, e.ino), dst_id),
                     fresh,
                     scan: deep || fresh || queued_deep,
                     name: e.name.clone(),
@@ -444,12 +463,23 @@ impl Walk<'_> {
                 self.stack.clear();
                 return;
             }
-            let rel = task.parent.rel.join(&task.name);
+            let rel = task.rel.clone();
             let opened = (|| {
-                let src = open_child_dir(&task.parent.src, &task.name)
-                    .map_err(|e| ("open source dir", e))?;
-                let dst = match &task.parent.dst {
-                    Some(parent) => match open_child_dir(parent, &task.name) {
+                let (src_root, dst_root) = self.ctx.roots;
+                let src = match &task.parent {
+                    Some(p) => open_child_dir(&p.src, &task.name),
+                    None => open_checked(src_root, &rel, Some(task.ids.0)),
+                }
+                .map_err(|e| ("open source dir", e))?;
+                let dst_parent = match &task.parent {
+                    Some(p) => p.dst.as_ref(),
+                    None => dst_root,
+                };
+                let dst = match dst_parent {
+                    Some(parent) => match match &task.parent {
+                        Some(_) => open_child_dir(parent, &task.name),
+                        None => open_checked(parent, &rel, task.ids.1),
+                    } {
                         Ok(d) => Some(d),
                         // Only a dry run gets here: the directory was not really made, or
                         // not really renamed there (then it is read where it still is).
@@ -682,6 +712,22 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// Open the directory at `rel` beneath `root`, and check it is the one a listing showed
+/// (`id`: device and inode), when one did.
+fn open_checked(root: &OwnedFd, rel: &Path, id: Option<(u64, u64)>) -> io::Result<OwnedFd> {
+    let fd = open_dir_beneath(root, rel)?;
+    if let Some(id) = id {
+        let st = rustix::fs::fstat(&fd)?;
+        if (st.st_dev, st.st_ino) != id {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "replaced by another directory during the pass",
+            ));
+        }
+    }
+    Ok(fd)
 }
 
 fn components(rel: &Path) -> Vec<&OsStr> {

@@ -22,4 +22,5 @@ mod preserve;
 mod progress;
 mod recipes;
 mod replica_fs;
+mod scale;
 mod smoke;

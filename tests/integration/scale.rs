@@ -1,0 +1,140 @@
+//! Tree shapes that must not hit a cliff (issue 13): descriptors bounded whatever the depth.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+/// A chain of `depth` directories, each also holding a sibling directory with a file (so the
+/// walk has somewhere else to go at every level) and a file of its own.
+fn deep_tree(root: &Path, depth: usize) -> PathBuf {
+    let mut at = root.to_path_buf();
+    for i in 0..depth {
+        fs::create_dir(at.join("s")).unwrap();
+        write(at.join("s/f"), format!("sibling {i}"));
+        write(at.join("f"), format!("level {i}"));
+        at.push("d");
+        fs::create_dir(&at).unwrap();
+    }
+    at
+}
+
+/// Run with at most `n` open descriptors.
+fn limit_fds(cmd: &mut std::process::Command, n: u64) {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+#[test]
+fn a_thousand_levels_with_siblings_mirror_and_remove_under_256_descriptors() {
+    let env = Env::new();
+    fs::create_dir(env.src.join("top")).unwrap();
+    deep_tree(&env.src.join("top"), 1000);
+
+    let mut once = env.cmd(&["--once", "--progress", "never", "-q"]);
+    limit_fds(&mut once, 256);
+    let out = once.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_mirrored(&env.src, &env.rep);
+
+    // Removing it all again is a walk of the same depth, in the replica.
+    fs::remove_dir_all(env.src.join("top")).unwrap();
+    write(env.src.join("keep"), "k");
+    let mut once = env.cmd(&["--once", "--progress", "never", "-q"]);
+    limit_fds(&mut once, 256);
+    let out = once.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_mirrored(&env.src, &env.rep);
+}
+
+/// `levels` directories with 200-byte names, each holding a file: a path of `levels` * 201
+/// bytes, made and read through handles (a path this long cannot be used whole).
+fn long_chain(root: &Path, levels: usize) {
+    use rustix::fs::{Mode, OFlags, mkdirat, openat};
+    let name = "n".repeat(200);
+    let mut cur =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for i in 0..levels {
+        let f = openat(
+            &cur,
+            "f",
+            OFlags::CREATE | OFlags::WRONLY,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        rustix::io::write(&f, format!("level {i}").as_bytes()).unwrap();
+        mkdirat(&cur, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+        cur = openat(
+            &cur,
+            name.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+}
+
+/// Does the chain under `root` hold what `long_chain` made, at every level?
+fn chain_levels(root: &Path) -> usize {
+    use rustix::fs::{Mode, OFlags, openat};
+    let name = "n".repeat(200);
+    let mut cur =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    let mut level = 0;
+    loop {
+        let Ok(f) = openat(&cur, "f", OFlags::RDONLY, Mode::empty()) else {
+            return level;
+        };
+        let mut buf = [0u8; 64];
+        let n = rustix::io::read(&f, &mut buf).unwrap();
+        assert_eq!(&buf[..n], format!("level {level}").as_bytes());
+        level += 1;
+        match openat(
+            &cur,
+            name.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        ) {
+            Ok(next) => cur = next,
+            Err(_) => return level,
+        }
+    }
+}
+
+#[test]
+fn paths_longer_than_path_max_are_mirrored_and_removed() {
+    let env = Env::new();
+    // 60 levels: 12,000 bytes of path, three times PATH_MAX, and deeper than the levels a
+    // walk keeps handles for.
+    long_chain(&env.src, 60);
+    let out = env.cmd(&["--once", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(chain_levels(&env.rep), 60);
+    // A second pass finds nothing to do.
+    let out = env.cmd(&["--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let console = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        console.contains("created: 0, updated: 0, meta: 0"),
+        "{console}"
+    );
+    // Removed whole again (a walk of the same depth in the replica).
+    fs::remove_dir_all(env.src.join("n".repeat(200))).unwrap();
+    let out = env.cmd(&["--once", "-q"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(chain_levels(&env.rep), 1);
+    assert!(!env.rep.join("n".repeat(200)).exists());
+}
