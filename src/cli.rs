@@ -111,6 +111,18 @@ pub struct Cli {
     )]
     pub debounce: String,
 
+    /// A burst is mirrored once SRC has been quiet this long, or --debounce after its first
+    /// change, whichever comes first (live mode): an isolated change is mirrored within
+    /// milliseconds, a long burst every --debounce. `--settle` as long as --debounce waits
+    /// the whole --debounce every time.
+    #[arg(
+        long,
+        default_value = "10ms",
+        value_name = "TIME",
+        allow_hyphen_values = true
+    )]
+    pub settle: String,
+
     /// Compare file contents (blake3) instead of size and mtime, like `rsync -c` [default: off].
     #[arg(long)]
     pub checksum: bool,

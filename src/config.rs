@@ -21,6 +21,8 @@ pub struct Config {
     /// `None`: run until stopped.
     pub duration: Option<Duration>,
     pub debounce: Duration,
+    /// A burst is mirrored once SRC was quiet this long (or `debounce` after it began).
+    pub settle: Duration,
     pub checksum: bool,
     pub fsync: bool,
     pub hard_links: bool,
@@ -64,6 +66,7 @@ impl Config {
         };
         let interval = opt("interval", &cli.interval)?;
         let debounce = opt("debounce", &cli.debounce)?;
+        let settle = opt("settle", &cli.settle)?;
         let duration = duration::parse_or_forever(&cli.duration)
             .map_err(|e| ConfigError(format!("--duration: {e}")))?;
 
@@ -164,6 +167,7 @@ impl Config {
             interval,
             duration,
             debounce,
+            settle,
             checksum: cli.checksum,
             fsync: cli.fsync,
             hard_links: !cli.no_hard_links,

@@ -66,6 +66,9 @@ struct Live<'a> {
     queue: Queue,
     /// When the first event of the burst being gathered arrived.
     first_event: Option<Instant>,
+    /// When the latest event of that burst arrived: the burst is mirrored once SRC has been
+    /// quiet for `--settle` (or `--debounce` after it began, if it goes on).
+    last_event: Option<Instant>,
     /// A full pass is running on the pass thread.
     pass_running: bool,
     /// Another full pass is wanted once the running one ends.
@@ -119,6 +122,7 @@ pub fn run(
             limit_reported: false,
             queue: Queue::default(),
             first_event: None,
+            last_event: None,
             pass_running: false,
             pass_wanted: None,
             during_pass: BTreeSet::new(),
@@ -168,8 +172,8 @@ impl Live<'_> {
             if self.paused.is_none() {
                 // While paused, resuming runs the pass: the interval is not what wakes us.
                 wake = wake.min(next_full);
-                if let Some(first) = self.first_event {
-                    wake = wake.min(first + self.config.debounce);
+                if let Some(due) = self.burst_due() {
+                    wake = wake.min(due);
                 }
                 if let Some(due) = self.pending.next_due() {
                     wake = wake.min(due);
@@ -222,12 +226,11 @@ impl Live<'_> {
                         .dir(due.path.parent().map(PathBuf::from).unwrap_or_default());
                 }
                 self.first_event.get_or_insert(now);
+                self.last_event = Some(now);
             }
-            if self
-                .first_event
-                .is_some_and(|first| now >= first + self.config.debounce)
-            {
+            if self.burst_due().is_some_and(|due| now >= due) {
                 self.first_event = None;
+                self.last_event = None;
                 if !self.queue.is_empty() {
                     self.sync();
                 }
@@ -294,8 +297,23 @@ impl Live<'_> {
             }
         }
         if !self.queue.is_empty() {
-            self.first_event.get_or_insert_with(Instant::now);
+            let now = Instant::now();
+            self.first_event.get_or_insert(now);
+            self.last_event = Some(now);
         }
+    }
+
+    /// When the burst being gathered is to be mirrored: once SRC has been quiet for
+    /// `--settle`, or `--debounce` after the burst began, whichever comes first. An isolated
+    /// change (a save, a copy: a few events within a millisecond) goes at once; a burst that
+    /// goes on is gathered and mirrored every `--debounce`.
+    fn burst_due(&self) -> Option<Instant> {
+        let first = self.first_event?;
+        let by_cap = first + self.config.debounce;
+        Some(match self.last_event {
+            Some(last) => by_cap.min(last + self.config.settle),
+            None => by_cap,
+        })
     }
 
     /// Carry out what the queue holds.
