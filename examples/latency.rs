@@ -642,7 +642,9 @@ fn report(header: &str, setups: &[Setup], all: &[Results]) -> String {
     for (s, r) in setups.iter().zip(all) {
         let every: Vec<f64> = r.lat.iter().flat_map(|(_, v)| v.iter().copied()).collect();
         let p95 = percentile(&every, 95.0);
-        let target = s.debounce.as_secs_f64() + 0.1;
+        // Changes 20-120 ms apart are isolated: each is mirrored once SRC has been quiet for
+        // --settle (10 ms by default), whatever the debounce (issue 13's target).
+        let target = 0.020;
         let burst = |b: &Burst| match b.converge {
             Some(c) => format!(
                 "{}{} (written in {})",
