@@ -62,7 +62,12 @@ struct Live<'a> {
     passes: Sender<Trigger>,
     watch: Option<Watch>,
     paused: Option<Paused>,
+    /// The watcher hit the inotify watch limit: some directories have no watch.
+    watch_partial: bool,
+    /// ...and how far it reaches was looked at for this watcher.
     limit_reported: bool,
+    /// What was last said about it (watched, directories): said again only when it changes.
+    coverage_said: Option<(u64, u64)>,
     queue: Queue,
     /// When the first event of the burst being gathered arrived.
     first_event: Option<Instant>,
@@ -119,7 +124,9 @@ pub fn run(
             passes,
             watch: None,
             paused: None,
+            watch_partial: false,
             limit_reported: false,
+            coverage_said: None,
             queue: Queue::default(),
             first_event: None,
             last_event: None,
@@ -206,6 +213,11 @@ impl Live<'_> {
             }
             if now >= next_full {
                 next_full = now + self.config.interval;
+                if self.watch_partial && !self.pass_running {
+                    // Watches may have been freed since: watch the whole tree afresh (the
+                    // pass that follows covers the moment in between).
+                    self.start_watch();
+                }
                 self.request_pass(Trigger::Reconcile);
             }
             for due in self.pending.take_due(now) {
@@ -244,18 +256,54 @@ impl Live<'_> {
             Some(every) => watch::Backend::Poll(every),
             None => watch::Backend::Inotify,
         };
+        let was_partial = self.watch_partial;
+        self.limit_reported = false;
         match watch::start(&self.config.source, backend, self.tx.clone(), Msg::Event) {
             Ok(started) => {
-                if let Some(e) = started.partial
-                    && !self.limit_reported
-                {
-                    self.limit_reported = true;
-                    warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
+                self.watch_partial = started.partial.is_some();
+                if was_partial && !self.watch_partial {
+                    self.coverage_said = None;
+                    info!(self.log, "the inotify watch limit no longer stops the watcher: every directory is watched";
+                        "action" => "watch-limit");
                 }
                 self.watch = Some(started.watch);
             }
             Err(e) => warn!(self.log, "cannot watch the source; mirroring by periodic passes only";
                 "error" => %e),
+        }
+    }
+
+    /// The watcher stopped at the inotify watch limit: say how many directories it watches and
+    /// how many it does not (and, at debug level, which), once per watcher. What it does not
+    /// watch is mirrored by the full pass every `--interval`, which also retries the watcher.
+    fn report_watch_limit(&mut self) {
+        if !self.watch_partial || self.limit_reported {
+            return;
+        }
+        self.limit_reported = true;
+        match watch::coverage(&self.config.source) {
+            Ok(cov) => {
+                let missing = cov.unwatched.len() as u64;
+                let said = Some((cov.dirs - missing, cov.dirs));
+                if std::mem::replace(&mut self.coverage_said, said) == said {
+                    debug!(self.log, "the watch limit still stops the watcher";
+                        "watched" => cov.dirs - missing, "unwatched" => missing);
+                    return;
+                }
+                warn!(self.log, "the inotify watch limit stopped the watcher: {} of {} directories are watched; changes in the other {} are mirrored by the full pass every {}, which also tries the watcher again; {}",
+                    cov.dirs - missing, cov.dirs, missing,
+                    humantime::format_duration(self.config.interval), WATCH_LIMIT_HINT;
+                    "action" => "watch-limit", "watched" => cov.dirs - missing,
+                    "unwatched" => missing);
+                for rel in cov.unwatched.iter().take(1000) {
+                    debug!(self.log, "not watched"; "path" => %rel.display());
+                }
+            }
+            Err(e) => {
+                warn!(self.log, "the inotify watch limit stopped the watcher: changes in some directories are mirrored by the full pass every {}, which also tries the watcher again; {}",
+                    humantime::format_duration(self.config.interval), WATCH_LIMIT_HINT;
+                    "action" => "watch-limit", "error" => %e);
+            }
         }
     }
 
@@ -269,10 +317,10 @@ impl Live<'_> {
                 }
             }
             Err(e) if watch::is_watch_limit(&e) => {
-                if !self.limit_reported {
-                    self.limit_reported = true;
-                    warn!(self.log, "{}", WATCH_LIMIT_HINT; "error" => %e);
-                }
+                // A new directory found the limit reached: its watch is missing; said once the
+                // next full pass has run (and tried again then).
+                self.watch_partial = true;
+                debug!(self.log, "watch limit reached"; "error" => %e);
             }
             Err(e) if !e.paths.is_empty() => {
                 // A directory the watcher could not watch (unreadable, or moved away while it
@@ -396,6 +444,7 @@ impl Live<'_> {
         }
         if result.is_ok() {
             self.report_pending();
+            self.report_watch_limit();
         }
         // What batches did during the pass may have been undone by its older listings.
         for dir in std::mem::take(&mut self.during_pass) {

@@ -229,9 +229,85 @@ pub fn is_vanished(e: &notify::Error) -> bool {
 }
 
 /// What to tell the user when the watch limit is hit.
-pub const WATCH_LIMIT_HINT: &str = "the inotify watch limit (one per directory) is reached: \
-changes in some directories will only be mirrored by the periodic full pass. Raise it with \
+pub const WATCH_LIMIT_HINT: &str = "raise the limit with \
 `sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/), or use --poll";
+
+/// The directories this process's inotify watches are on, as (device, inode), read from
+/// `/proc/self/fdinfo` (the kernel's own list: notify keeps its own to itself). `None` where
+/// that cannot be read.
+pub fn watched_inodes() -> Option<std::collections::HashSet<(u64, u64)>> {
+    let mut out = std::collections::HashSet::new();
+    for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let is_inotify =
+            std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify");
+        if !is_inotify {
+            continue;
+        }
+        let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(fd.file_name()));
+        for line in info.ok()?.lines().filter(|l| l.starts_with("inotify wd:")) {
+            let field = |key: &str| {
+                let v = line.split_whitespace().find_map(|w| w.strip_prefix(key))?;
+                u64::from_str_radix(v, 16).ok()
+            };
+            if let (Some(ino), Some(sdev)) = (field("ino:"), field("sdev:")) {
+                // The kernel's own device number: 12 bits of major, 20 of minor.
+                let dev = libc::makedev((sdev >> 20) as u32, (sdev & 0xfffff) as u32);
+                out.insert((dev, ino));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// How far the watch reaches: the directories under `root` (itself included) and those of
+/// them that have no watch.
+pub struct Coverage {
+    pub dirs: u64,
+    pub unwatched: Vec<PathBuf>,
+}
+
+/// Walk SRC's directories (handles, no symlinks followed) and find those without a watch.
+pub fn coverage(root: &Path) -> std::io::Result<Coverage> {
+    struct Dirs<'a> {
+        watched: &'a std::collections::HashSet<(u64, u64)>,
+        cov: Coverage,
+    }
+    impl crate::subtree::Visitor for Dirs<'_> {
+        fn wants(&mut self, e: &crate::entry::Entry, _rel: &Path) -> bool {
+            e.kind == crate::entry::Kind::Dir
+        }
+        fn unreadable(&mut self, _rel: &Path, _err: std::io::Error) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn leave(
+            &mut self,
+            _parent: std::os::fd::BorrowedFd<'_>,
+            e: &crate::entry::Entry,
+            rel: &Path,
+        ) -> std::io::Result<()> {
+            self.cov.dirs += 1;
+            if !self.watched.contains(&(e.dev, e.ino)) {
+                self.cov.unwatched.push(rel.to_path_buf());
+            }
+            Ok(())
+        }
+    }
+    let watched = watched_inodes().ok_or_else(|| std::io::Error::other("no /proc/self/fdinfo"))?;
+    let dir = crate::handle::open_root(root)?;
+    let st = rustix::fs::fstat(&dir)?;
+    let mut v = Dirs {
+        watched: &watched,
+        cov: Coverage {
+            dirs: 1,
+            unwatched: Vec::new(),
+        },
+    };
+    if !watched.contains(&(st.st_dev, st.st_ino)) {
+        v.cov.unwatched.push(PathBuf::new());
+    }
+    crate::subtree::walk(std::os::fd::AsFd::as_fd(&dir), Path::new(""), &mut v)?;
+    Ok(v.cov)
+}
 
 #[cfg(test)]
 mod tests {

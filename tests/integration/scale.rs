@@ -4,6 +4,7 @@ use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
+use crate::support::live::*;
 use crate::support::*;
 
 /// A chain of `depth` directories, each also holding a sibling directory with a file (so the
@@ -137,4 +138,58 @@ fn paths_longer_than_path_max_are_mirrored_and_removed() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(chain_levels(&env.rep), 1);
     assert!(!env.rep.join("n".repeat(200)).exists());
+}
+
+const MAX_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
+
+/// As an unprivileged user whose watch limit is smaller than the tree: every directory that
+/// fits is watched, the run says how many are not, changes in those are mirrored by the
+/// interval pass, and once watches are allowed again the next pass watches everything.
+#[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
+fn the_watch_limit_degrades_and_recovers() {
+    let _g = crate::live::serial();
+    let Some(setpriv) = find_setpriv() else {
+        panic!("setpriv (util-linux) is needed to run replwatch as nobody");
+    };
+    let env = Env::new();
+    for i in 0..60 {
+        mkdir(env.src.join(format!("d{i:02}")));
+    }
+    open_to_nobody(&env);
+    // Owned by the user it runs as, so the mirror can match owners too.
+    for e in walkdir::WalkDir::new(&env.src) {
+        std::os::unix::fs::lchown(e.unwrap().path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let limit = Sysctl::set(MAX_WATCHES, "30").expect("set the watch limit");
+    let mut live = Live::spawn(
+        &env,
+        as_nobody(
+            &env,
+            &setpriv,
+            &["--debounce", "50ms", "-i", "3s", "-d", "5m", "-v"],
+        ),
+    );
+    live.wait_watching();
+    live.wait_log(
+        &["watch limit stopped the watcher", "30 of 61 directories"],
+        LOG_WAIT,
+    );
+    live.wait_log(&["not watched", "path: d"], LOG_WAIT);
+    // A change in an unwatched directory still arrives, by the interval pass.
+    let unwatched = env.src.join("d59/late");
+    write(&unwatched, "by the pass");
+    std::os::unix::fs::lchown(&unwatched, Some(NOBODY), Some(NOBODY)).unwrap();
+    wait_mirrored(&env.src, &env.rep, CONVERGE);
+    // Watches allowed again: the next interval's pass watches every directory.
+    drop(limit);
+    live.wait_log(&["no longer stops the watcher"], LOG_WAIT);
+    write(env.src.join("d58/now"), "by an event");
+    std::os::unix::fs::lchown(env.src.join("d58/now"), Some(NOBODY), Some(NOBODY)).unwrap();
+    wait_mirrored(&env.src, &env.rep, CONVERGE);
+    assert!(
+        live.log_text().contains("watch limit stopped the watcher"),
+        "{}",
+        live.output()
+    );
 }
