@@ -45,5 +45,6 @@ mod scan;
 mod sink;
 mod subtree;
 pub mod tempname;
+pub mod versions;
 mod walk;
 mod watch;

@@ -26,6 +26,7 @@ use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
 use crate::scan::scan_dir;
 use crate::sink::{DryRun, Sink};
+use crate::versions::{Keeper, Retention};
 use crate::walk::{self, Body, Ctx, Walk};
 
 /// Everything a pass needs to know, fixed for the run.
@@ -45,6 +46,8 @@ pub struct SyncOptions {
     /// A copy that saw its source being written is deferred for the caller to retry (live
     /// mode) rather than counted as a fault (`--once`, which has no later).
     pub defer: bool,
+    /// `--versions`: keep what removals and overwrites would destroy, with this retention.
+    pub versions: Option<Retention>,
 }
 
 /// Why a pass did not run at all. Per-entry faults are not here: they are counted in the
@@ -138,6 +141,8 @@ pub struct Engine {
     noted: Arc<Mutex<std::collections::HashSet<PathBuf>>>,
     /// The running pass's counters, for a progress display.
     pub current: Mutex<Option<Arc<Counters>>>,
+    /// `--versions` (not in a dry run): where apply keeps what it removes or overwrites.
+    keeper: Option<Keeper>,
 }
 
 impl Engine {
@@ -154,6 +159,20 @@ impl Engine {
             Caps::default()
         } else {
             probe_replica(&replica, owner, log)
+        };
+        let keeper = match (config.versions, replica.check()) {
+            (Some(retention), Ok(Some(root))) if !config.dry_run => {
+                let keeper = Keeper::new(root, retention).map_err(PassError::Replica)?;
+                // Made now rather than at the first version: creating it mid-pass would move
+                // REPLICA's mtime after the pass had set it (its times are put back, but a
+                // copy worker may be setting them at that moment).
+                if let Err(e) = keeper.open_root() {
+                    slog::warn!(log, "cannot open the versions folder: {}", e;
+                        "action" => "versions", "error" => %e);
+                }
+                Some(keeper)
+            }
+            _ => None,
         };
         let plan = PlanOptions {
             checksum: config.checksum,
@@ -177,12 +196,14 @@ impl Engine {
                 dry_run: config.dry_run,
                 max_delete: config.max_delete,
                 defer: !config.once,
+                versions: config.versions,
             },
             log: log.clone(),
             stop,
             out: Mutex::new(Box::new(io::stdout())),
             noted: Arc::default(),
             current: Mutex::new(None),
+            keeper,
         })
     }
 
@@ -329,7 +350,7 @@ impl Engine {
                 trigger,
                 noted: Arc::default(),
             };
-            let look = DryRun::new(None);
+            let look = DryRun::new(None, false);
             self.walk(&look, &quiet, &Counters::default(), 0, batch, |w| {
                 body(w, &src, dst.as_ref())
             });
@@ -345,7 +366,7 @@ impl Engine {
             *c = Some(Arc::clone(&counters));
         }
         let dry_actions = if self.opts.dry_run {
-            let dry = DryRun::new(Some(&self.out));
+            let dry = DryRun::new(Some(&self.out), self.opts.versions.is_some());
             self.walk(&dry, &reporter, &counters, 0, batch, |w| {
                 body(w, &src, dst.as_ref())
             });
@@ -359,6 +380,7 @@ impl Engine {
                 stop: &self.stop,
                 snapshot: batch.map(|b| &b.snapshot),
                 defer: self.opts.defer,
+                versions: self.keeper.as_ref(),
             };
             self.walk(
                 &applier,
@@ -377,6 +399,12 @@ impl Engine {
         }
         if counters.cut.load(Ordering::Relaxed) {
             return Err(PassError::Stopped);
+        }
+        // Once per full pass: versions past --versions-max-age anywhere in the folder.
+        if batch.is_none()
+            && let Some(keeper) = &self.keeper
+        {
+            reporter.retention(&counters, &keeper.sweep());
         }
         let report = counters.report();
         reporter.summary(&report.summary, started.elapsed());

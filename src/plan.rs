@@ -110,6 +110,8 @@ pub enum Unsupported {
     Name(&'static str),
     /// The name differs only in case from this one, which the replica holds instead.
     CaseOf(OsString),
+    /// The name is REPLICA's versions folder (`.replwatch-versions`, at the root only).
+    Reserved,
 }
 
 impl fmt::Display for Unsupported {
@@ -121,6 +123,9 @@ impl fmt::Display for Unsupported {
                 f,
                 "differs only in case from {}, which the case-insensitive replica holds instead",
                 std::path::Path::new(other).display()
+            ),
+            Unsupported::Reserved => f.write_str(
+                "reserved name: REPLICA keeps its versions folder (--versions) under this name",
             ),
         }
     }
@@ -139,6 +144,50 @@ impl Action {
             | Action::Unsupported { name, .. } => name,
         }
     }
+}
+
+/// Does carrying out `action` destroy what the replica holds under its name (a removal, or a
+/// rename over it)? With `--versions` that old entry is kept in the versions folder instead:
+/// apply does it and the dry run says so, from this one answer. Our own stale temp files are
+/// not worth keeping; a type change's new entry replaces nothing (its removal came first).
+pub fn keeps_version(action: &Action) -> bool {
+    match action {
+        Action::Remove { reason, .. } => *reason != Reason::StaleTemp,
+        Action::CopyFile { reason, .. } | Action::Symlink { reason, .. } => {
+            matches!(reason, Reason::Changed | Reason::SharedInode)
+        }
+        _ => false,
+    }
+}
+
+/// Take REPLICA's reserved root name (the versions folder) out of the root's listings: the
+/// replica's entry is no part of the mirror (never extra, never removed), and a source entry
+/// of that name (compared as the replica's filesystem folds names) cannot be mirrored, so it
+/// is reported. Call for the root directory only, before [`plan_dir`].
+pub fn reserve_root(
+    source: &mut Vec<Entry>,
+    replica: &mut Vec<Entry>,
+    opts: PlanOptions,
+) -> Vec<Action> {
+    let reserved = OsStr::new(crate::versions::DIR_NAME);
+    let is_reserved = |name: &OsStr| {
+        name == reserved
+            || (opts.caps.case_insensitive && opts.caps.fold(name) == opts.caps.fold(reserved))
+    };
+    replica.retain(|e| e.name != reserved);
+    let mut out = Vec::new();
+    source.retain(|e| {
+        if is_reserved(&e.name) {
+            out.push(Action::Unsupported {
+                name: e.name.clone(),
+                why: Unsupported::Reserved,
+            });
+            false
+        } else {
+            true
+        }
+    });
+    out
 }
 
 /// The actions that make `replica` match `source` for one directory.
