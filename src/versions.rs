@@ -222,7 +222,19 @@ impl Keeper {
         let vdir = self.dir_for(rel)?;
         let now = SystemTime::now();
         let stamp = stamp(now);
-        for n in 0..1000 {
+        // A version must sort after the ones already made in the same second, even where
+        // retention freed a lower number: numbers go on from the highest there.
+        let first = scan_dir(&vdir).map_or(0, |list| {
+            let same_second = parse_stamp(stamp.as_bytes());
+            list.entries
+                .iter()
+                .filter_map(|e| version_of(name, &e.name))
+                .filter(|(t, _)| Some(*t) == same_second)
+                .map(|(_, n)| n + 1)
+                .max()
+                .unwrap_or(0)
+        });
+        for n in first..first + 1000 {
             let vname = version_name(name, &stamp, n);
             match put(vdir.as_fd(), &vname) {
                 Ok(()) => {

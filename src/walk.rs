@@ -163,6 +163,11 @@ impl Walk<'_> {
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
         for action in &actions {
+            // A type change whose removal failed (the old entry, or its version, could not be
+            // moved away) is not carried on: the new entry would be renamed over the old one.
+            if !matches!(action, Action::Remove { .. }) && failed.contains(action.name()) {
+                continue;
+            }
             match action {
                 Action::CopyFile { name, .. } | Action::CheckContent { name } => {
                     if self.jobs.is_none() {

@@ -19,8 +19,8 @@ use rustix::process::Signal;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Taken first thing by every test: one live test at a time.
-fn serial() -> MutexGuard<'static, ()> {
+/// Taken first thing by every test: one live test at a time (`versions` takes it too).
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 

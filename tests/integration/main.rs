@@ -22,3 +22,4 @@ mod progress;
 mod recipes;
 mod replica_fs;
 mod smoke;
+mod versions;
