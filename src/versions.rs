@@ -163,15 +163,11 @@ impl Keeper {
         rel: &Path,
     ) -> io::Result<Keep> {
         self.keep(dir, name, rel, |vdir, vname| {
-            match renameat_with(dir, name, vdir, vname, RenameFlags::NOREPLACE) {
-                // A filesystem without RENAME_NOREPLACE: look first (nothing else writes here).
-                Err(Errno::INVAL | Errno::NOSYS) => {
-                    match statat(vdir, vname, AtFlags::SYMLINK_NOFOLLOW) {
-                        Ok(_) => Err(Errno::EXIST),
-                        Err(Errno::NOENT) => renameat(dir, name, vdir, vname),
-                        Err(e) => Err(e),
-                    }
-                }
+            match move_new(dir, name, vdir, vname) {
+                // Moving a directory to another parent rewrites its `..`: without root that
+                // needs write permission on it, which a read-only tree (a 0555 module cache)
+                // lacks. Removing it would have made it writable too (`apply::remove_tree`).
+                Err(Errno::ACCESS) if make_writable(dir, name) => move_new(dir, name, vdir, vname),
                 other => other,
             }
         })
@@ -365,6 +361,37 @@ fn sweep_dir(dir: BorrowedFd<'_>, at: &Path, now: i64, max_age: Duration, out: &
         }
     }
     left == 0
+}
+
+/// Rename, never over an existing entry.
+fn move_new(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    vdir: BorrowedFd<'_>,
+    vname: &OsStr,
+) -> Result<(), Errno> {
+    match renameat_with(dir, name, vdir, vname, RenameFlags::NOREPLACE) {
+        // A filesystem without RENAME_NOREPLACE: look first (nothing else writes here).
+        Err(Errno::INVAL | Errno::NOSYS) => match statat(vdir, vname, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Err(Errno::EXIST),
+            Err(Errno::NOENT) => renameat(dir, name, vdir, vname),
+            Err(e) => Err(e),
+        },
+        other => other,
+    }
+}
+
+/// Give a directory of ours that lacks it owner write permission; `true` if it changed.
+fn make_writable(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    let Ok(fd) = open_child_dir(dir, name) else {
+        return false;
+    };
+    match fstat(&fd) {
+        Ok(st) if st.st_mode & 0o700 != 0o700 => {
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode((st.st_mode | 0o700) & 0o7777)).is_ok()
+        }
+        _ => false,
+    }
 }
 
 fn remove(dir: BorrowedFd<'_>, name: &OsStr, kind: Kind) -> io::Result<()> {

@@ -467,6 +467,39 @@ fn a_version_that_cannot_be_kept_leaves_the_entry_in_place_and_exits_3() {
     assert_eq!(versions_of(&env, "", "top", ".txt").len(), 1);
 }
 
+/// Without root, moving a read-only directory (a 0555 module cache) to another parent is
+/// refused until it is writable: it is made so, as removing it would have, and kept whole.
+#[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
+fn a_read_only_tree_removed_without_root_is_kept_whole() {
+    let Some(setpriv) = find_setpriv() else {
+        return eprintln!("skipped: setpriv not found");
+    };
+    let env = Env::new();
+    write(env.src.join("cache/mod/a.go"), "package a");
+    write(env.src.join("keep.txt"), "k");
+    open_to_nobody(&env);
+    chmod(env.src.join("cache/mod"), 0o555);
+    chmod(env.src.join("cache"), 0o555);
+    let out = as_nobody(&env, &setpriv, &["--once", "--versions"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(mode(env.rep.join("cache")), 0o555);
+
+    chmod(env.src.join("cache"), 0o755);
+    chmod(env.src.join("cache/mod"), 0o755);
+    fs::remove_dir_all(env.src.join("cache")).unwrap();
+    let out = as_nobody(&env, &setpriv, &["--once", "--versions"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(!env.rep.join("cache").exists());
+    let kept = versions_of(&env, "", "cache", "");
+    assert_eq!(kept.len(), 1, "{:?}", versions(&env));
+    assert_eq!(read(kept[0].join("mod/a.go")), "package a");
+}
+
 #[test]
 fn live_mode_keeps_versions_of_an_rm_rf_and_an_overwrite() {
     let _g = crate::live::serial();
