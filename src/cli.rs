@@ -150,7 +150,7 @@ pub struct Cli {
     /// Keep what a pass would delete or overwrite in REPLICA/.replwatch-versions/ instead
     /// (moved there, named NAME~YYYYMMDD-HHMMSS.EXT in local time; live mode and --dry-run
     /// too). Alias: --backup (rsync's word; Syncthing calls it file versioning) [default: off].
-    #[arg(long, visible_alias = "backup")]
+    #[arg(long, alias = "backup")]
     pub versions: bool,
 
     /// With --versions: versions kept per file name, newest first; 0 keeps any number (only

@@ -531,3 +531,32 @@ fn live_mode_keeps_versions_of_an_rm_rf_and_an_overwrite() {
         diff_besides_versions(&env)
     );
 }
+
+/// A rename in SRC over an existing name is mirrored as a rename in REPLICA: what it replaces
+/// there is kept first.
+#[test]
+fn live_mode_keeps_what_a_rename_replaces() {
+    let _g = crate::live::serial();
+    let env = env_with(&[("draft.txt", b"the draft"), ("final.txt", b"the old final")]);
+    let live = Live::with_extra(&env, "10m", "5m", &["--versions"]);
+    wait_until(CONVERGE, || diff_besides_versions(&env).is_empty());
+    let draft_inode = inodes(&env.rep)[Path::new("draft.txt")];
+
+    fs::rename(env.src.join("draft.txt"), env.src.join("final.txt")).unwrap();
+    let done = wait_until(CONVERGE, || {
+        diff_besides_versions(&env).is_empty() && versions_of(&env, "", "final", ".txt").len() == 1
+    });
+    assert!(
+        done,
+        "{:?} {:?}",
+        diff_besides_versions(&env),
+        versions(&env)
+    );
+    assert_eq!(
+        read(&versions_of(&env, "", "final", ".txt")[0]),
+        "the old final"
+    );
+    // Mirrored as a rename, not a copy.
+    assert_eq!(inodes(&env.rep)[Path::new("final.txt")], draft_inode);
+    live.wait_log(&["action: rename", "path: final.txt"], LOG_WAIT);
+}
