@@ -854,6 +854,85 @@ mod tests {
     }
 
     #[test]
+    fn what_destroys_a_replica_entry_keeps_a_version() {
+        let name = || OsString::from("n");
+        let keeps = [
+            Action::Remove {
+                name: name(),
+                kind: Kind::Dir,
+                reason: Reason::Extra,
+            },
+            Action::Remove {
+                name: name(),
+                kind: Kind::File,
+                reason: Reason::TypeChange,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::Changed,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::SharedInode,
+            },
+            Action::Symlink {
+                name: name(),
+                target: "t".into(),
+                reason: Reason::Changed,
+            },
+        ];
+        assert!(keeps.iter().all(keeps_version));
+        let not = [
+            Action::Remove {
+                name: name(),
+                kind: Kind::File,
+                reason: Reason::StaleTemp,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::New,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::TypeChange,
+            },
+            Action::SetMeta {
+                name: name(),
+                fix: MetaFix::default(),
+            },
+            Action::MakeDir {
+                name: name(),
+                reason: Reason::New,
+            },
+        ];
+        assert!(!not.iter().any(keeps_version));
+    }
+
+    #[test]
+    fn the_reserved_root_name_is_left_out_and_a_source_entry_reported() {
+        let mut src = vec![
+            Entry::new(".REPLWATCH-VERSIONS", Kind::Dir),
+            Entry::new(".replwatch-versions", Kind::Dir),
+            Entry::new("a", Kind::File),
+        ];
+        let mut rep = vec![Entry::new(".replwatch-versions", Kind::Dir)];
+        let reported = reserve_root(&mut src, &mut rep, PlanOptions::default());
+        assert_eq!(
+            reported,
+            [Action::Unsupported {
+                name: ".replwatch-versions".into(),
+                why: Unsupported::Reserved
+            }]
+        );
+        assert!(rep.is_empty());
+        assert_eq!(src.len(), 2);
+        // Where the replica folds case, the other spelling is the same name.
+        let mut src = vec![Entry::new(".REPLWATCH-VERSIONS", Kind::Dir)];
+        assert_eq!(reserve_root(&mut src, &mut Vec::new(), exfat()).len(), 1);
+        assert!(src.is_empty());
+    }
+
+    #[test]
     fn a_replica_file_with_other_names_is_replaced_not_changed_in_place() {
         let mut src = Entry::new("f", Kind::File);
         src.mode = 0o600;

@@ -282,7 +282,7 @@ impl Keeper {
             .filter_map(|e| version_of(name, &e.name).map(|v| (v, e)))
             .collect();
         // Newest first.
-        versions.sort_by(|a, b| b.0.cmp(&a.0));
+        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
         let now_secs = secs(now);
         for (i, ((when, _), e)) in versions.iter().enumerate() {
             if e.name == just_kept {

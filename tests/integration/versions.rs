@@ -159,9 +159,11 @@ fn deleted_files_and_directories_are_kept_in_the_versions_folder() {
     }
     assert!(stdout.contains("versions: 4"), "{stdout}");
 
-    // A later pass leaves the versions alone.
+    // A later pass leaves the versions alone (`--backup` is the same flag, rsync's word).
     let before = fingerprint(&env.rep.join(VERSIONS));
-    once_v_ok(&env, &[]);
+    let out = env.cmd(&["--once", "--backup"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_mirrored_besides_versions(&env);
     assert_eq!(fingerprint(&env.rep.join(VERSIONS)), before);
 }
 
