@@ -18,12 +18,13 @@
 //! same folder beyond `--keep-versions` or older than `--versions-max-age` (by the time in
 //! their names) are removed; each full pass also sweeps the whole folder for age.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{
@@ -81,6 +82,39 @@ pub struct Keeper {
     /// Keeping takes it shared, the full-pass sweep exclusively: the sweep removes empty
     /// folders, and must not remove one that a version is about to be moved into.
     sweep: RwLock<()>,
+    /// The versions in each folder of the versions tree (by the folder's device and inode),
+    /// listed the first time a version goes there and kept up to date after: removing
+    /// 10,000 files from one folder must not list a folder of up to 10,000 versions 10,000
+    /// times. The sweep clears it. Only this process writes the folder; a version removed by
+    /// hand meanwhile is at worst "pruned" again (ENOENT is fine), one added by hand is not
+    /// counted until the next sweep, and a name taken is never overwritten (RENAME_NOREPLACE).
+    index: Mutex<HashMap<(u64, u64), Folder>>,
+}
+
+/// Versions in one folder, by the (stem, extension) of the name they are versions of.
+type Folder = HashMap<(Vec<u8>, Vec<u8>), Vec<((i64, u32), OsString)>>;
+
+/// What a version name is a version of, as (stem, extension), and its time and number.
+fn parse_version(v: &OsStr) -> Option<((Vec<u8>, Vec<u8>), (i64, u32))> {
+    let b = v.as_bytes();
+    let tilde = b.iter().rposition(|&c| c == b'~')?;
+    let rest = &b[tilde + 1..];
+    let ext_at = rest.iter().position(|&c| c == b'.').unwrap_or(rest.len());
+    if rest[ext_at..].iter().skip(1).any(|&c| c == b'.') {
+        return None;
+    }
+    let when = parse_stamp_and_n(&rest[..ext_at])?;
+    Some(((b[..tilde].to_vec(), rest[ext_at..].to_vec()), when))
+}
+
+fn folder_of(names: Vec<OsString>) -> Folder {
+    let mut folder = Folder::new();
+    for n in names {
+        if let Some((key, when)) = parse_version(&n) {
+            folder.entry(key).or_default().push((when, n));
+        }
+    }
+    folder
 }
 
 /// Hard links are not possible here (exFAT, some FUSE filesystems, a file we may not link).
@@ -98,6 +132,7 @@ impl Keeper {
             root: root.try_clone_to_owned()?,
             retention,
             sweep: RwLock::new(()),
+            index: Mutex::new(HashMap::new()),
         })
     }
 
@@ -218,18 +253,26 @@ impl Keeper {
         let vdir = self.dir_for(rel)?;
         let now = SystemTime::now();
         let stamp = stamp(now);
+        let st = fstat(&vdir)?;
+        let (stem, ext) = split_name(name.as_bytes());
+        let key = (stem.to_vec(), ext.to_vec());
+        let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
+        let folder = match index.entry((st.st_dev as u64, st.st_ino as u64)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(folder_of(list_names(vdir.as_fd()).unwrap_or_default()))
+            }
+        };
+        let older = folder.entry(key).or_default();
         // A version must sort after the ones already made in the same second, even where
         // retention freed a lower number: numbers go on from the highest there.
-        let first = scan_dir(&vdir).map_or(0, |list| {
-            let same_second = parse_stamp(stamp.as_bytes());
-            list.entries
-                .iter()
-                .filter_map(|e| version_of(name, &e.name))
-                .filter(|(t, _)| Some(*t) == same_second)
-                .map(|(_, n)| n + 1)
-                .max()
-                .unwrap_or(0)
-        });
+        let same_second = parse_stamp(stamp.as_bytes());
+        let first = older
+            .iter()
+            .filter(|((t, _), _)| Some(*t) == same_second)
+            .map(|((_, n), _)| n + 1)
+            .max()
+            .unwrap_or(0);
         for n in first..first + 1000 {
             let vname = version_name(name, &stamp, n);
             match put(vdir.as_fd(), &vname) {
@@ -239,7 +282,17 @@ impl Keeper {
                         to: at.join(&vname),
                         ..Kept::default()
                     };
-                    self.prune(vdir.as_fd(), name, &vname, &at, now, &mut kept);
+                    let doomed = self.prune(older, now);
+                    older.push(((same_second.unwrap_or(0), n), vname));
+                    // The removals themselves (a whole directory, maybe) without the lock.
+                    drop(index);
+                    for name in doomed {
+                        let path = at.join(&name);
+                        match remove_any(vdir.as_fd(), &name) {
+                            Ok(()) => kept.pruned.push(path),
+                            Err(err) => kept.prune_errors.push((path, err)),
+                        }
+                    }
                     return Ok(Keep::Kept(kept));
                 }
                 Err(Errno::EXIST) => continue,
@@ -260,44 +313,26 @@ impl Keeper {
         ))
     }
 
-    /// Remove versions of `name` in `vdir` beyond the newest `keep` and those older than
-    /// `max_age`; never `just_kept`.
-    fn prune(
-        &self,
-        vdir: BorrowedFd<'_>,
-        name: &OsStr,
-        just_kept: &OsStr,
-        at: &Path,
-        now: SystemTime,
-        kept: &mut Kept,
-    ) {
+    /// Of the `older` versions of a name (the one just kept is not among them and counts
+    /// as the newest), take out and return those beyond the newest `keep` and those older
+    /// than `max_age`, for the caller to remove.
+    fn prune(&self, older: &mut Vec<((i64, u32), OsString)>, now: SystemTime) -> Vec<OsString> {
         let Retention { keep, max_age } = self.retention;
-        if keep == 0 && max_age.is_none() {
-            return;
-        }
-        let Ok(list) = scan_dir(vdir) else { return };
-        let mut versions: Vec<((i64, u32), &crate::entry::Entry)> = list
-            .entries
-            .iter()
-            .filter_map(|e| version_of(name, &e.name).map(|v| (v, e)))
-            .collect();
         // Newest first.
-        versions.sort_by_key(|v| std::cmp::Reverse(v.0));
+        older.sort_by_key(|v| std::cmp::Reverse(v.0));
         let now_secs = secs(now);
-        for (i, ((when, _), e)) in versions.iter().enumerate() {
-            if e.name == just_kept {
-                continue;
-            }
-            let too_many = keep > 0 && i >= keep;
+        let mut doomed = Vec::new();
+        let mut i = 0;
+        older.retain(|((when, _), name)| {
+            let too_many = keep > 0 && i + 1 >= keep;
             let too_old = max_age.is_some_and(|age| expired(*when, now_secs, age));
+            i += 1;
             if too_many || too_old {
-                let path = at.join(&e.name);
-                match remove(vdir, &e.name, e.kind) {
-                    Ok(()) => kept.pruned.push(path),
-                    Err(err) => kept.prune_errors.push((path, err)),
-                }
+                doomed.push(name.clone());
             }
-        }
+            !(too_many || too_old)
+        });
+        doomed
     }
 
     /// Remove every version older than `--versions-max-age` anywhere in the folder, and the
@@ -308,6 +343,7 @@ impl Keeper {
             return out;
         };
         let _alone = self.sweep.write().unwrap_or_else(|e| e.into_inner());
+        self.index.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let vroot = match open_child_dir(&self.root, OsStr::new(DIR_NAME)) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
@@ -338,7 +374,7 @@ fn sweep_dir(dir: BorrowedFd<'_>, at: &Path, now: i64, max_age: Duration, out: &
         let path = at.join(&e.name);
         if let Some(when) = any_version_time(&e.name) {
             if expired(when, now, max_age) {
-                match remove(dir, &e.name, e.kind) {
+                match remove_any(dir, &e.name) {
                     Ok(()) => {
                         out.pruned.push(path);
                         left -= 1;
@@ -394,16 +430,27 @@ fn make_writable(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
     }
 }
 
-fn remove(dir: BorrowedFd<'_>, name: &OsStr, kind: Kind) -> io::Result<()> {
-    if kind == Kind::Dir {
-        crate::apply::remove_tree(dir, name).map(|_| ())
-    } else {
-        match unlinkat(dir, name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(Errno::ISDIR) => crate::apply::remove_tree(dir, name).map(|_| ()),
-            Err(e) => Err(e.into()),
+/// Remove a version, whatever it is (a directory whole), never following a symlink.
+fn remove_any(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    match unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        // Linux says EISDIR; POSIX allows EPERM for a directory.
+        Err(Errno::ISDIR | Errno::PERM) => crate::apply::remove_tree(dir, name).map(|_| ()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The names in a directory, without a stat each.
+fn list_names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+    let mut out = Vec::new();
+    for item in rustix::fs::Dir::read_from(dir)? {
+        let item = item?;
+        let name = item.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push(OsStr::from_bytes(name).to_owned());
         }
     }
+    Ok(out)
 }
 
 /// Say which part of the versions path is in the way, rather than a bare ENOTDIR.
