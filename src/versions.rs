@@ -91,11 +91,15 @@ pub struct Keeper {
     index: Mutex<HashMap<(u64, u64), Folder>>,
 }
 
-/// Versions in one folder, by the (stem, extension) of the name they are versions of.
-type Folder = HashMap<(Vec<u8>, Vec<u8>), Vec<((i64, u32), OsString)>>;
+/// What a version is a version of: the (stem, extension) of the name.
+type Key = (Vec<u8>, Vec<u8>);
+/// A version's time (seconds) and number within that second.
+type When = (i64, u32);
+/// Versions in one folder, by what they are versions of.
+type Folder = HashMap<Key, Vec<(When, OsString)>>;
 
 /// What a version name is a version of, as (stem, extension), and its time and number.
-fn parse_version(v: &OsStr) -> Option<((Vec<u8>, Vec<u8>), (i64, u32))> {
+fn parse_version(v: &OsStr) -> Option<(Key, When)> {
     let b = v.as_bytes();
     let tilde = b.iter().rposition(|&c| c == b'~')?;
     let rest = &b[tilde + 1..];
@@ -316,7 +320,7 @@ impl Keeper {
     /// Of the `older` versions of a name (the one just kept is not among them and counts
     /// as the newest), take out and return those beyond the newest `keep` and those older
     /// than `max_age`, for the caller to remove.
-    fn prune(&self, older: &mut Vec<((i64, u32), OsString)>, now: SystemTime) -> Vec<OsString> {
+    fn prune(&self, older: &mut Vec<(When, OsString)>, now: SystemTime) -> Vec<OsString> {
         let Retention { keep, max_age } = self.retention;
         // Newest first.
         older.sort_by_key(|v| std::cmp::Reverse(v.0));
