@@ -2,7 +2,8 @@
 //!
 //! Every action, from a full pass or a watcher event, ends here, and every write goes through
 //! a directory handle with symlinks refused on the last component, so nothing outside the
-//! replica can be reached.
+//! replica can be reached. With `--versions`, what an action would destroy is kept in the
+//! versions folder instead; `versions` does that, and its retention, on apply's behalf.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -298,6 +299,27 @@ impl Applier<'_> {
         let (tally, why) = tally_for(reason);
         self.report(tally, "symlink", path, Kind::Symlink, why, 0);
         Ok(())
+    }
+
+    /// Before a pass or batch writes anything: make sure the versions folder is there. Made
+    /// now rather than at the first version: creating it mid-pass would move REPLICA's mtime
+    /// after the pass had set it (its times are put back, but a copy worker may be setting
+    /// them at that moment). A folder that cannot be made is said by each version that
+    /// cannot be kept.
+    pub fn open_versions(&self) {
+        if let Some(keeper) = self.versions
+            && let Err(e) = keeper.open_root()
+        {
+            slog::debug!(self.reporter.log, "cannot open the versions folder: {}", e;
+                "action" => "versions", "error" => %e);
+        }
+    }
+
+    /// After a full pass: remove versions past `--versions-max-age` anywhere in the folder.
+    pub fn sweep_versions(&self) {
+        if let Some(keeper) = self.versions {
+            self.reporter.retention(self.counters, &keeper.sweep());
+        }
     }
 
     /// Make sure we can write in a replica directory before changing entries in it: a

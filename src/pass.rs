@@ -162,15 +162,7 @@ impl Engine {
         };
         let keeper = match (config.versions, replica.check()) {
             (Some(retention), Ok(Some(root))) if !config.dry_run => {
-                let keeper = Keeper::new(root, retention).map_err(PassError::Replica)?;
-                // Made now rather than at the first version: creating it mid-pass would move
-                // REPLICA's mtime after the pass had set it (its times are put back, but a
-                // copy worker may be setting them at that moment).
-                if let Err(e) = keeper.open_root() {
-                    slog::warn!(log, "cannot open the versions folder: {}", e;
-                        "action" => "versions", "error" => %e);
-                }
-                Some(keeper)
+                Some(Keeper::new(root, retention).map_err(PassError::Replica)?)
             }
             _ => None,
         };
@@ -382,6 +374,7 @@ impl Engine {
                 defer: self.opts.defer,
                 versions: self.keeper.as_ref(),
             };
+            applier.open_versions();
             self.walk(
                 &applier,
                 &reporter,
@@ -390,6 +383,10 @@ impl Engine {
                 batch,
                 |w| body(w, &src, dst.as_ref()),
             );
+            // Once per full pass: versions past --versions-max-age anywhere in the folder.
+            if batch.is_none() && !counters.cut.load(Ordering::Relaxed) {
+                applier.sweep_versions();
+            }
             None
         };
         if batch.is_none()
@@ -399,12 +396,6 @@ impl Engine {
         }
         if counters.cut.load(Ordering::Relaxed) {
             return Err(PassError::Stopped);
-        }
-        // Once per full pass: versions past --versions-max-age anywhere in the folder.
-        if batch.is_none()
-            && let Some(keeper) = &self.keeper
-        {
-            reporter.retention(&counters, &keeper.sweep());
         }
         let report = counters.report();
         reporter.summary(&report.summary, started.elapsed());
