@@ -258,8 +258,7 @@ impl Keeper {
         let now = SystemTime::now();
         let stamp = stamp(now);
         let st = fstat(&vdir)?;
-        let (stem, ext) = split_name(name.as_bytes());
-        let key = (stem.to_vec(), ext.to_vec());
+        let key = key_of(name);
         let mut index = self.index.lock().unwrap_or_else(|e| e.into_inner());
         let folder = match index.entry((st.st_dev as u64, st.st_ino as u64)) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -526,26 +525,19 @@ pub fn version_name(name: &OsStr, stamp: &str, n: u32) -> OsString {
 /// If `candidate` is a version of `name`: its time (seconds since the epoch, read as local
 /// time) and collision number.
 pub fn version_of(name: &OsStr, candidate: &OsStr) -> Option<(i64, u32)> {
-    let (stem, ext) = split_name(name.as_bytes());
-    let c = candidate.as_bytes();
-    let rest = c
-        .strip_prefix(stem)?
-        .strip_prefix(b"~")?
-        .strip_suffix(ext)?;
-    parse_stamp_and_n(rest)
+    let (key, when) = parse_version(candidate)?;
+    (key == key_of(name)).then_some(when)
 }
 
 /// The time in any version name (`...~YYYYMMDD-HHMMSS[-N][.ext]`), for the sweep.
 pub fn any_version_time(name: &OsStr) -> Option<i64> {
-    let b = name.as_bytes();
-    let tilde = b.iter().rposition(|&c| c == b'~')?;
-    let rest = &b[tilde + 1..];
-    // What follows the stamp and collision number is an extension: a dot and no other dot.
-    let ext_at = rest.iter().position(|&c| c == b'.').unwrap_or(rest.len());
-    if rest[ext_at..].iter().skip(1).any(|&c| c == b'.') {
-        return None;
-    }
-    parse_stamp_and_n(&rest[..ext_at]).map(|(t, _)| t)
+    parse_version(name).map(|(_, (t, _))| t)
+}
+
+/// What the versions of `name` are filed under.
+fn key_of(name: &OsStr) -> Key {
+    let (stem, ext) = split_name(name.as_bytes());
+    (stem.to_vec(), ext.to_vec())
 }
 
 /// `YYYYMMDD-HHMMSS` optionally followed by `-N`.
