@@ -204,6 +204,36 @@ fn overwritten_files_and_retargeted_symlinks_keep_the_old_one() {
 }
 
 #[test]
+fn a_type_change_and_a_shared_inode_keep_what_they_replace() {
+    let env = Env::new();
+    write(env.src.join("x"), "x was a file");
+    write(env.src.join("y/inside"), "y was a dir");
+    write(env.src.join("shared.txt"), "shared");
+    once_v_ok(&env, &[]);
+    // A `cp -al` snapshot of REPLICA beside it: the replica file has another name.
+    let snap = env.root().join("snapshot");
+    mkdir(&snap);
+    fs::hard_link(env.rep.join("shared.txt"), snap.join("shared.txt")).unwrap();
+
+    fs::remove_file(env.src.join("x")).unwrap();
+    write(env.src.join("x/now"), "x is a dir");
+    fs::remove_dir_all(env.src.join("y")).unwrap();
+    symlink("x", env.src.join("y"));
+    chmod(env.src.join("shared.txt"), 0o600);
+    once_v_ok(&env, &[]);
+
+    let x = versions_of(&env, "", "x", "");
+    assert_eq!(x.len(), 1, "{:?}", versions(&env));
+    assert_eq!(read(&x[0]), "x was a file");
+    let y = versions_of(&env, "", "y", "");
+    assert_eq!(y.len(), 1, "{:?}", versions(&env));
+    assert_eq!(read(y[0].join("inside")), "y was a dir");
+    // Replaced, not changed in place: the snapshot keeps its mode, the old inode is kept.
+    assert_eq!(versions_of(&env, "", "shared", ".txt").len(), 1);
+    assert_eq!(mode(snap.join("shared.txt")), 0o644);
+}
+
+#[test]
 fn retention_keeps_the_newest_n_per_name() {
     let env = Env::new();
     write(env.src.join("f.txt"), "v0");
