@@ -2,7 +2,8 @@
 //!
 //! Every action, from a full pass or a watcher event, ends here, and every write goes through
 //! a directory handle with symlinks refused on the last component, so nothing outside the
-//! replica can be reached.
+//! replica can be reached. With `--versions`, what an action would destroy is kept in the
+//! versions folder instead; `versions` does that, and its retention, on apply's behalf.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
@@ -21,10 +22,11 @@ use crate::copy::{self, CopyError, CopyOptions, gid, uid};
 use crate::entry::{Entry, Kind};
 use crate::fscaps::times;
 use crate::handle::open_child_dir;
-use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum};
+use crate::plan::{Action, MetaFix, PlanOptions, Reason, after_checksum, keeps_version};
 use crate::report::{Counters, Reporter, Tally};
 use crate::scan::{entry_from_stat, stat_entry};
 use crate::tempname::temp_name;
+use crate::versions::{Keep, Keeper};
 use crate::xattr;
 
 /// A source directory and its replica counterpart, open, with the replica-relative path used
@@ -48,6 +50,8 @@ pub struct Applier<'a> {
     /// A copy that saw its source being written is deferred (live mode tries it again once
     /// the writes pause) instead of being a fault.
     pub defer: bool,
+    /// `--versions`: what a removal or an overwrite would destroy is kept here instead.
+    pub versions: Option<&'a Keeper>,
 }
 
 /// Did an action leave the replica as planned?
@@ -57,7 +61,10 @@ impl Applier<'_> {
     pub fn apply(&self, dir: DirPair<'_>, action: &Action) -> Done {
         let path = dir.rel.join(action.name());
         let result = match action {
-            Action::Remove { name, kind, reason } => self.remove(dir, name, *kind, *reason, &path),
+            Action::Remove { name, kind, reason } => {
+                let keep = self.keeps(action);
+                self.remove(dir, name, *kind, *reason, &path, keep)
+            }
             Action::MakeDir { name, reason } => mkdirat(dir.dst, name, Mode::from_raw_mode(0o700))
                 .or_else(|e| exists_as_dir(dir.dst, name, e))
                 .map(|()| {
@@ -65,13 +72,15 @@ impl Applier<'_> {
                     self.report(tally, "mkdir", &path, Kind::Dir, why, 0);
                 })
                 .map_err(io::Error::from),
-            Action::CopyFile { name, reason } => return self.copy(dir, name, *reason, &path),
+            Action::CopyFile { name, reason } => {
+                return self.copy(dir, name, *reason, &path, self.keeps(action));
+            }
             Action::CheckContent { name } => return self.check_content(dir, name, &path),
             Action::Symlink {
                 name,
                 target,
                 reason,
-            } => self.symlink(dir, name, target, *reason, &path),
+            } => self.symlink(dir, name, target, *reason, &path, self.keeps(action)),
             Action::SetMeta { name, fix } => {
                 set_meta(dir.dst, name, fix, self.copy.set_atime).map(|()| {
                     self.report(Tally::Meta, "meta", &path, Kind::File, "metadata", 0);
@@ -115,6 +124,34 @@ impl Applier<'_> {
             .action(self.counters, tally, act, p, k.as_str(), why, b);
     }
 
+    /// Is a version of what `action` destroys to be kept? The plan says whether it destroys
+    /// anything (the dry run asks the same question); `--versions` says whether to keep it.
+    fn keeps(&self, action: &Action) -> bool {
+        self.versions.is_some() && keeps_version(action)
+    }
+
+    /// Report a version kept (and what retention removed meanwhile).
+    fn kept(&self, path: &Path, kind: Kind, keep: Keep) {
+        if let Keep::Kept(k) = keep {
+            self.reporter
+                .version(self.counters, path, &k.to, kind.as_str());
+            self.reporter.retention(self.counters, &k);
+        }
+    }
+
+    /// Keep the entry under `name` (about to be replaced by a rename over it) as a version.
+    /// An error leaves it in place, and the caller does not replace it.
+    fn keep_old(&self, dir: DirPair<'_>, name: &OsStr, path: &Path, kind: Kind) -> io::Result<()> {
+        let Some(keeper) = self.versions else {
+            return Ok(());
+        };
+        let keep = keeper
+            .keep_before_replace(dir.dst, name, dir.rel)
+            .map_err(not_kept)?;
+        self.kept(path, kind, keep);
+        Ok(())
+    }
+
     fn remove(
         &self,
         dir: DirPair<'_>,
@@ -122,7 +159,17 @@ impl Applier<'_> {
         kind: Kind,
         reason: Reason,
         path: &Path,
+        keep: bool,
     ) -> io::Result<()> {
+        if let Some(keeper) = self.versions.filter(|_| keep) {
+            // One rename, whatever it is: a whole tree costs what a file does.
+            let kept = keeper
+                .keep_by_rename(dir.dst, name, dir.rel)
+                .map_err(not_kept)?;
+            self.kept(path, kind, kept);
+            self.report(Tally::Removed, "remove", path, kind, reason.as_str(), 0);
+            return Ok(());
+        }
         let removed = if kind == Kind::Dir {
             remove_tree(dir.dst, name)?
         } else {
@@ -140,9 +187,26 @@ impl Applier<'_> {
         Ok(())
     }
 
-    fn copy(&self, dir: DirPair<'_>, name: &OsStr, reason: Reason, path: &Path) -> Done {
+    fn copy(
+        &self,
+        dir: DirPair<'_>,
+        name: &OsStr,
+        reason: Reason,
+        path: &Path,
+        keep: bool,
+    ) -> Done {
         let snapshot = self.snapshot.is_some_and(|s| s.contains(path));
-        match copy::copy_file(dir.src, dir.dst, name, self.copy, snapshot, self.stop) {
+        let keep_old = || self.keep_old(dir, name, path, Kind::File);
+        let before_replace: Option<&dyn Fn() -> io::Result<()>> = keep.then_some(&keep_old);
+        match copy::copy_file(
+            dir.src,
+            dir.dst,
+            name,
+            self.copy,
+            snapshot,
+            self.stop,
+            before_replace,
+        ) {
             Ok(bytes) => {
                 let (tally, why) = tally_for(reason);
                 self.report(tally, "copy", path, Kind::File, why, bytes);
@@ -201,6 +265,7 @@ impl Applier<'_> {
         target: &OsStr,
         reason: Reason,
         path: &Path,
+        keep: bool,
     ) -> io::Result<()> {
         let src = stat_entry(dir.src, name)?
             .filter(|e| e.kind == Kind::Symlink && e.target.as_deref() == Some(target))
@@ -230,6 +295,9 @@ impl Applier<'_> {
             }
             let t = times(src.mtime.sec, src.mtime.nsec as i64, self.copy.set_atime);
             utimensat(dir.dst, &*tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;
+            if keep {
+                self.keep_old(dir, name, path, Kind::Symlink)?;
+            }
             renameat(dir.dst, &*tmp, dir.dst, name)?;
             Ok(())
         };
@@ -306,6 +374,27 @@ impl Applier<'_> {
         }
     }
 
+    /// Before a pass or batch writes anything: make sure the versions folder is there. Made
+    /// now rather than at the first version: creating it mid-pass would move REPLICA's mtime
+    /// after the pass had set it (its times are put back, but a copy worker may be setting
+    /// them at that moment). A folder that cannot be made is said by each version that
+    /// cannot be kept.
+    pub fn open_versions(&self) {
+        if let Some(keeper) = self.versions
+            && let Err(e) = keeper.open_root()
+        {
+            slog::debug!(self.reporter.log, "cannot open the versions folder: {}", e;
+                "action" => "versions", "error" => %e);
+        }
+    }
+
+    /// After a full pass: remove versions past `--versions-max-age` anywhere in the folder.
+    pub fn sweep_versions(&self) {
+        if let Some(keeper) = self.versions {
+            self.reporter.retention(self.counters, &keeper.sweep());
+        }
+    }
+
     /// Make sure we can write in a replica directory before changing entries in it: a
     /// read-only source directory (a 0555 module cache, say) is mirrored read-only, and
     /// without root that would lock us out of it. `finish_dir` restores the mode.
@@ -353,14 +442,28 @@ impl Applier<'_> {
     }
 
     /// Move a replica entry to a new name (a rename seen in the source), through handles.
-    /// A failure is not a fault: the caller falls back to copy + delete.
+    /// A failure is not a fault: the caller falls back to copy + delete. When the rename
+    /// `replaces` what the replica holds under the new name, `--versions` keeps that first
+    /// (a version that cannot be kept makes it fall back too: the comparison that follows
+    /// then keeps it, or reports why not).
     pub fn rename(
         &self,
         from: (BorrowedFd<'_>, &OsStr),
         to: (BorrowedFd<'_>, &OsStr),
         (from_path, to_path): (&Path, &Path),
         kind: Kind,
+        replaces: Option<Kind>,
     ) -> Done {
+        if let (Some(there), Some(keeper)) = (replaces, self.versions) {
+            let to_dir = to_path.parent().unwrap_or(Path::new(""));
+            match keeper.keep_before_replace(to.0, to.1, to_dir) {
+                Ok(keep) => self.kept(to_path, there, keep),
+                Err(e) => {
+                    slog::debug!(self.reporter.log, "rename fell back to copy: version not kept"; "path" => %to_path.display(), "error" => %e);
+                    return false;
+                }
+            }
+        }
         match renameat(from.0, from.1, to.0, to.1) {
             Ok(()) => {
                 self.reporter
@@ -392,6 +495,14 @@ fn verb(action: &Action) -> &'static str {
         Action::Link { .. } => "link",
         Action::SkipSpecial { .. } | Action::Unsupported { .. } => "skip",
     }
+}
+
+/// A version that could not be kept: the entry stays as it is, and this says why.
+fn not_kept(e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("cannot keep a version, left in place: {e}"),
+    )
 }
 
 fn exists_as_dir(dir: BorrowedFd<'_>, name: &OsStr, err: Errno) -> Result<(), Errno> {

@@ -176,6 +176,28 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub max_delete: Option<u64>,
 
+    /// Keep what a pass would delete or overwrite in REPLICA/.replwatch-versions/ instead
+    /// (moved there, named NAME~YYYYMMDD-HHMMSS.EXT in local time; live mode and --dry-run
+    /// too). Alias: --backup (rsync's word; Syncthing calls it file versioning) [default: off].
+    #[arg(long, alias = "backup")]
+    pub versions: bool,
+
+    /// With --versions: versions kept per file name, newest first; 0 keeps any number (only
+    /// --versions-max-age prunes), e.g. `--keep-versions 10`.
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "versions")]
+    pub keep_versions: usize,
+
+    /// With --versions: remove versions older than this (by the time in their names), e.g.
+    /// 7d, 12h, or `forever`; a bare number is minutes.
+    #[arg(
+        long,
+        value_name = "TIME",
+        default_value = "30d",
+        requires = "versions",
+        allow_hyphen_values = true
+    )]
+    pub versions_max_age: String,
+
     /// Poll SRC every INTERVAL instead of using inotify (network and FUSE filesystems), e.g.
     /// `--poll 5s`; `--poll` alone polls every 2s [default: off].
     #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::cli::{Cli, LogFormat, Progress};
 use crate::duration;
 use crate::exclude::Excludes;
+use crate::versions::Retention;
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -41,6 +42,8 @@ pub struct Config {
     pub log_format: LogFormat,
     pub console_json: bool,
     pub progress: bool,
+    /// `--versions`: keep what passes delete or overwrite, with this retention.
+    pub versions: Option<Retention>,
 }
 
 /// A bad command line: one message, exit code 2.
@@ -70,6 +73,15 @@ impl Config {
         let duration = duration::parse_or_forever(&cli.duration)
             .map_err(|e| ConfigError(format!("--duration: {e}")))?;
 
+        let versions = if cli.versions {
+            Some(Retention {
+                keep: cli.keep_versions,
+                max_age: duration::parse_or_forever(&cli.versions_max_age)
+                    .map_err(|e| ConfigError(format!("--versions-max-age: {e}")))?,
+            })
+        } else {
+            None
+        };
         let poll = match &cli.poll {
             Some(p) => Some(opt("poll", p)?),
             None => None,
@@ -193,6 +205,7 @@ impl Config {
                     !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
                 }
             },
+            versions,
         })
     }
 }

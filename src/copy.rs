@@ -159,6 +159,10 @@ fn unchanged(before: &Stat, after: &Stat) -> bool {
 /// change from before to after the copy: for a file under constant writes, which would
 /// otherwise never be mirrored (live mode asks for it once such a file has waited an
 /// interval).
+///
+/// `before_replace` runs once the copy is known good, right before the temp is renamed over
+/// the target (`--versions` keeps the old file there); if it fails, the temp is removed and
+/// the target left as it was.
 pub fn copy_file(
     src_dir: BorrowedFd<'_>,
     dst_dir: BorrowedFd<'_>,
@@ -166,6 +170,7 @@ pub fn copy_file(
     opts: CopyOptions,
     snapshot: bool,
     stop: &AtomicBool,
+    before_replace: Option<&dyn Fn() -> io::Result<()>>,
 ) -> Result<u64, CopyError> {
     let mut busy = 0;
     for attempt in 0..MAX_ATTEMPTS {
@@ -225,6 +230,9 @@ pub fn copy_file(
             fsync(&out)?;
         }
         drop(out);
+        if let Some(keep) = before_replace {
+            keep()?;
+        }
         renameat(dst_dir, &*temp.name, dst_dir, name)?;
         temp.armed = false;
         return Ok(copied);

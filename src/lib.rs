@@ -12,6 +12,8 @@
 //!   walk: scan both sides of a directory -> plan (pure: every decision) -> sink
 //!                 |                                               |
 //!   exec: copy workers, directory metadata last          apply (the only writer) | dry run
+//!                                                          (versions: what apply would
+//!                                                           destroy, kept; --versions)
 //!                 |
 //!   report: counters, faults, what is left not mirrored -> pending (live) -> exit
 //! ```
@@ -46,6 +48,7 @@ mod scan;
 mod sink;
 mod subtree;
 pub mod tempname;
+pub mod versions;
 mod walk;
 mod watch;
 pub mod xattr;

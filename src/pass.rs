@@ -27,6 +27,7 @@ use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
 use crate::scan::scan_dir;
 use crate::sink::{DryRun, Sink};
+use crate::versions::{Keeper, Retention};
 use crate::walk::{self, Body, Ctx, Walk};
 use crate::xattr::Namespaces;
 
@@ -47,6 +48,8 @@ pub struct SyncOptions {
     /// A copy that saw its source being written is deferred for the caller to retry (live
     /// mode) rather than counted as a fault (`--once`, which has no later).
     pub defer: bool,
+    /// `--versions`: keep what removals and overwrites would destroy, with this retention.
+    pub versions: Option<Retention>,
 }
 
 /// Why a pass did not run at all. Per-entry faults are not here: they are counted in the
@@ -142,6 +145,8 @@ pub struct Engine {
     pub current: Mutex<Option<Arc<Counters>>>,
     /// Hard-link sets met so far (see `links`).
     links: LinkSets,
+    /// `--versions` (not in a dry run): where apply keeps what it removes or overwrites.
+    keeper: Option<Keeper>,
 }
 
 impl Engine {
@@ -158,6 +163,12 @@ impl Engine {
             Caps::default()
         } else {
             probe_replica(&replica, owner, log)
+        };
+        let keeper = match (config.versions, replica.check()) {
+            (Some(retention), Ok(Some(root))) if !config.dry_run => {
+                Some(Keeper::new(root, retention).map_err(PassError::Replica)?)
+            }
+            _ => None,
         };
         let plan = PlanOptions {
             checksum: config.checksum,
@@ -188,6 +199,7 @@ impl Engine {
                 dry_run: config.dry_run,
                 max_delete: config.max_delete,
                 defer: !config.once,
+                versions: config.versions,
             },
             log: log.clone(),
             stop,
@@ -195,6 +207,7 @@ impl Engine {
             noted: Arc::default(),
             current: Mutex::new(None),
             links: LinkSets::default(),
+            keeper,
         })
     }
 
@@ -342,7 +355,7 @@ impl Engine {
                 trigger,
                 noted: Arc::default(),
             };
-            let look = DryRun::new(None);
+            let look = DryRun::new(None, false);
             let roots = (&src, dst.as_ref());
             self.walk(
                 &look,
@@ -364,7 +377,7 @@ impl Engine {
             *c = Some(Arc::clone(&counters));
         }
         let dry_actions = if self.opts.dry_run {
-            let dry = DryRun::new(Some(&self.out));
+            let dry = DryRun::new(Some(&self.out), self.opts.versions.is_some());
             let roots = (&src, dst.as_ref());
             self.walk(&dry, (&reporter, &counters), 0, batch, roots, |w| {
                 body(w, &src, dst.as_ref())
@@ -379,7 +392,9 @@ impl Engine {
                 stop: &self.stop,
                 snapshot: batch.map(|b| &b.snapshot),
                 defer: self.opts.defer,
+                versions: self.keeper.as_ref(),
             };
+            applier.open_versions();
             self.walk(
                 &applier,
                 (&reporter, &counters),
@@ -388,6 +403,10 @@ impl Engine {
                 (&src, dst.as_ref()),
                 |w| body(w, &src, dst.as_ref()),
             );
+            // Once per full pass: versions past --versions-max-age anywhere in the folder.
+            if batch.is_none() && !counters.cut.load(Ordering::Relaxed) {
+                applier.sweep_versions();
+            }
             None
         };
         if batch.is_none()

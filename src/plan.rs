@@ -128,6 +128,8 @@ pub enum Unsupported {
     Name(&'static str),
     /// The name differs only in case from this one, which the replica holds instead.
     CaseOf(OsString),
+    /// The name is REPLICA's versions folder (`.replwatch-versions`, at the root only).
+    Reserved,
 }
 
 impl fmt::Display for Unsupported {
@@ -139,6 +141,9 @@ impl fmt::Display for Unsupported {
                 f,
                 "differs only in case from {}, which the case-insensitive replica holds instead",
                 std::path::Path::new(other).display()
+            ),
+            Unsupported::Reserved => f.write_str(
+                "reserved name: REPLICA keeps its versions folder (--versions) under this name",
             ),
         }
     }
@@ -158,6 +163,50 @@ impl Action {
             | Action::Unsupported { name, .. } => name,
         }
     }
+}
+
+/// Does carrying out `action` destroy what the replica holds under its name (a removal, or a
+/// rename over it)? With `--versions` that old entry is kept in the versions folder instead:
+/// apply does it and the dry run says so, from this one answer. Our own stale temp files are
+/// not worth keeping; a type change's new entry replaces nothing (its removal came first).
+pub fn keeps_version(action: &Action) -> bool {
+    match action {
+        Action::Remove { reason, .. } => *reason != Reason::StaleTemp,
+        Action::CopyFile { reason, .. } | Action::Symlink { reason, .. } => {
+            matches!(reason, Reason::Changed | Reason::SharedInode)
+        }
+        _ => false,
+    }
+}
+
+/// Take REPLICA's reserved root name (the versions folder) out of the root's listings: the
+/// replica's entry is no part of the mirror (never extra, never removed), and a source entry
+/// of that name (compared as the replica's filesystem folds names) cannot be mirrored, so it
+/// is reported. Call for the root directory only, before [`plan_dir`].
+pub fn reserve_root(
+    source: &mut Vec<Entry>,
+    replica: &mut Vec<Entry>,
+    opts: PlanOptions,
+) -> Vec<Action> {
+    let reserved = OsStr::new(crate::versions::DIR_NAME);
+    let is_reserved = |name: &OsStr| {
+        name == reserved
+            || (opts.caps.case_insensitive && opts.caps.fold(name) == opts.caps.fold(reserved))
+    };
+    replica.retain(|e| e.name != reserved);
+    let mut out = Vec::new();
+    source.retain(|e| {
+        if is_reserved(&e.name) {
+            out.push(Action::Unsupported {
+                name: e.name.clone(),
+                why: Unsupported::Reserved,
+            });
+            false
+        } else {
+            true
+        }
+    });
+    out
 }
 
 /// The actions that make `replica` match `source` for one directory.
@@ -907,6 +956,85 @@ mod tests {
                 .iter()
                 .any(|a| matches!(a, Action::Remove { name, .. } if name == "link"))
         );
+    }
+
+    #[test]
+    fn what_destroys_a_replica_entry_keeps_a_version() {
+        let name = || OsString::from("n");
+        let keeps = [
+            Action::Remove {
+                name: name(),
+                kind: Kind::Dir,
+                reason: Reason::Extra,
+            },
+            Action::Remove {
+                name: name(),
+                kind: Kind::File,
+                reason: Reason::TypeChange,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::Changed,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::SharedInode,
+            },
+            Action::Symlink {
+                name: name(),
+                target: "t".into(),
+                reason: Reason::Changed,
+            },
+        ];
+        assert!(keeps.iter().all(keeps_version));
+        let not = [
+            Action::Remove {
+                name: name(),
+                kind: Kind::File,
+                reason: Reason::StaleTemp,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::New,
+            },
+            Action::CopyFile {
+                name: name(),
+                reason: Reason::TypeChange,
+            },
+            Action::SetMeta {
+                name: name(),
+                fix: MetaFix::default(),
+            },
+            Action::MakeDir {
+                name: name(),
+                reason: Reason::New,
+            },
+        ];
+        assert!(!not.iter().any(keeps_version));
+    }
+
+    #[test]
+    fn the_reserved_root_name_is_left_out_and_a_source_entry_reported() {
+        let mut src = vec![
+            Entry::new(".REPLWATCH-VERSIONS", Kind::Dir),
+            Entry::new(".replwatch-versions", Kind::Dir),
+            Entry::new("a", Kind::File),
+        ];
+        let mut rep = vec![Entry::new(".replwatch-versions", Kind::Dir)];
+        let reported = reserve_root(&mut src, &mut rep, PlanOptions::default());
+        assert_eq!(
+            reported,
+            [Action::Unsupported {
+                name: ".replwatch-versions".into(),
+                why: Unsupported::Reserved
+            }]
+        );
+        assert!(rep.is_empty());
+        assert_eq!(src.len(), 2);
+        // Where the replica folds case, the other spelling is the same name.
+        let mut src = vec![Entry::new(".REPLWATCH-VERSIONS", Kind::Dir)];
+        assert_eq!(reserve_root(&mut src, &mut Vec::new(), exfat()).len(), 1);
+        assert!(src.is_empty());
     }
 
     #[test]

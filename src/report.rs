@@ -45,6 +45,10 @@ pub struct Counters {
     pub bytes: AtomicU64,
     pub errors: AtomicU64,
     pub skipped: AtomicU64,
+    /// Old entries moved or linked into the versions folder (`--versions`).
+    pub versions: AtomicU64,
+    /// Versions removed by retention.
+    pub pruned: AtomicU64,
     /// Entries that could not be mirrored, with why: known not mirrored until a later pass
     /// or batch compares their directory again.
     pub failed: Mutex<Vec<(PathBuf, String)>>,
@@ -74,6 +78,8 @@ pub struct Summary {
     pub bytes: u64,
     pub errors: u64,
     pub skipped: u64,
+    pub versions: u64,
+    pub pruned: u64,
 }
 
 /// The kind of counter an action moves.
@@ -110,6 +116,8 @@ impl Counters {
             bytes: g(&self.bytes),
             errors: g(&self.errors),
             skipped: g(&self.skipped),
+            versions: g(&self.versions),
+            pruned: g(&self.pruned),
         }
     }
 
@@ -261,6 +269,41 @@ impl Reporter {
         }
     }
 
+    /// An old entry kept in the versions folder instead of being removed or overwritten.
+    pub fn version(&self, counters: &Counters, path: &Path, to: &Path, kind: &'static str) {
+        counters.versions.fetch_add(1, Ordering::Relaxed);
+        info!(self.log, "version";
+            "action" => "version", "path" => %shown(path).display(), "to" => %to.display(),
+            "kind" => kind, "trigger" => self.trigger.as_str());
+    }
+
+    /// A version removed by retention (`--keep-versions`, `--versions-max-age`). Info, not
+    /// debug: it is the moment an old copy is gone for good, which a person looking for it
+    /// needs to be able to find in the log.
+    pub fn pruned(&self, counters: &Counters, path: &Path) {
+        counters.pruned.fetch_add(1, Ordering::Relaxed);
+        info!(self.log, "prune";
+            "action" => "prune", "path" => %path.display(), "trigger" => self.trigger.as_str());
+    }
+
+    /// A version retention could not remove: housekeeping inside the versions folder, not a
+    /// mirror fault (the replica is complete), so a warning that leaves the exit status alone.
+    pub fn prune_failed(&self, path: &Path, err: &io::Error) {
+        warn!(self.log, "prune failed: {}: {}", path.display(), err;
+            "action" => "prune", "path" => %path.display(), "error" => %err,
+            "errno" => err.raw_os_error().unwrap_or(0), "trigger" => self.trigger.as_str());
+    }
+
+    /// What retention did, as told by [`crate::versions::Keeper`].
+    pub fn retention(&self, counters: &Counters, kept: &crate::versions::Kept) {
+        for p in &kept.pruned {
+            self.pruned(counters, p);
+        }
+        for (p, e) in &kept.prune_errors {
+            self.prune_failed(p, e);
+        }
+    }
+
     pub fn skipped(&self, counters: &Counters, path: &Path, why: &str) {
         counters.skipped.fetch_add(1, Ordering::Relaxed);
         warn!(self.log, "skip {}", path.display();
@@ -271,12 +314,23 @@ impl Reporter {
     /// the file settled, a re-check) says so at debug level only.
     pub fn summary(&self, s: &Summary, elapsed: Duration) {
         let quiet = self.trigger == Trigger::Event
-            && s.created + s.updated + s.meta + s.removed + s.renamed + s.errors + s.skipped == 0;
+            && s.created + s.updated + s.meta + s.removed + s.renamed + s.errors + s.skipped == 0
+            && s.versions + s.pruned == 0;
         let ms = elapsed.as_millis() as u64;
         if quiet {
             slog::debug!(self.log, "pass done";
                 "action" => "summary", "trigger" => self.trigger.as_str(),
                 "scanned" => s.scanned, "elapsed_ms" => ms);
+            return;
+        }
+        if s.versions + s.pruned > 0 {
+            // Only when there is something to say: most passes keep no versions.
+            info!(self.log, "pass done";
+                "action" => "summary", "trigger" => self.trigger.as_str(),
+                "scanned" => s.scanned, "created" => s.created, "updated" => s.updated,
+                "meta" => s.meta, "removed" => s.removed, "renamed" => s.renamed,
+                "bytes" => s.bytes, "errors" => s.errors, "skipped" => s.skipped,
+                "versions" => s.versions, "pruned" => s.pruned, "elapsed_ms" => ms);
             return;
         }
         info!(self.log, "pass done";

@@ -257,11 +257,20 @@ fn check_not_empty(
     replica: Option<BorrowedFd<'_>>,
     allow_empty: bool,
 ) -> Result<(), SourceProblem> {
-    if allow_empty || any_entry(src, |_| true).map_err(SourceProblem::Gone)? {
+    // A source entry under the reserved name is not mirrored: it does not make SRC non-empty.
+    if allow_empty
+        || any_entry(src, |n| !crate::versions::is_reserved(n)).map_err(SourceProblem::Gone)?
+    {
         return Ok(());
     }
     match replica {
-        Some(r) if any_entry(r, |n| !is_temp_name(n)).unwrap_or(true) => Err(SourceProblem::Empty),
+        // Our temp files and the versions folder are no part of the mirror.
+        Some(r)
+            if any_entry(r, |n| !is_temp_name(n) && !crate::versions::is_reserved(n))
+                .unwrap_or(true) =>
+        {
+            Err(SourceProblem::Empty)
+        }
         _ => Ok(()),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::apply::{Applier, DirPair, Done};
 use crate::entry::{Entry, Kind};
 use crate::handle::open_child_dir;
-use crate::plan::{Action, MetaFix, Reason};
+use crate::plan::{Action, MetaFix, Reason, keeps_version};
 
 /// A directory pair as the walk sees it. `dst` is `None` only in a dry run, for a replica
 /// directory that a real pass would have created.
@@ -46,13 +46,15 @@ pub trait Sink: Sync {
         leader: Option<(BorrowedFd<'_>, &OsStr)>,
         action: &Action,
     ) -> Done;
-    /// Rename a replica entry; `false` makes the caller fall back to copy + delete.
+    /// Rename a replica entry (over an entry of kind `replaces`, if the replica holds one
+    /// under the new name); `false` makes the caller fall back to copy + delete.
     fn rename(
         &self,
         from: (BorrowedFd<'_>, &OsStr),
         to: (BorrowedFd<'_>, &OsStr),
         paths: (&Path, &Path),
         kind: Kind,
+        replaces: Option<Kind>,
     ) -> Done;
 }
 
@@ -127,8 +129,9 @@ impl Sink for Applier<'_> {
         to: (BorrowedFd<'_>, &OsStr),
         paths: (&Path, &Path),
         kind: Kind,
+        replaces: Option<Kind>,
     ) -> Done {
-        Applier::rename(self, from, to, paths, kind)
+        Applier::rename(self, from, to, paths, kind, replaces)
     }
 }
 
@@ -139,14 +142,27 @@ pub struct DryRun<'a> {
     /// Replica entries that would be removed, counting everything inside removed dirs.
     pub removals: AtomicU64,
     pub actions: AtomicU64,
+    /// `--versions`: say which removals and overwrites would keep a version.
+    pub versions: bool,
 }
 
 impl<'a> DryRun<'a> {
-    pub fn new(out: Option<&'a Mutex<Box<dyn Write + Send>>>) -> Self {
+    pub fn new(out: Option<&'a Mutex<Box<dyn Write + Send>>>, versions: bool) -> Self {
         DryRun {
             out,
             removals: AtomicU64::new(0),
             actions: AtomicU64::new(0),
+            versions,
+        }
+    }
+
+    /// The note of a line, with `, version kept` when a real pass would keep one: the same
+    /// question apply asks ([`keeps_version`]).
+    fn noted(&self, note: String, keeps: bool) -> String {
+        if self.versions && keeps {
+            format!("{note}, version kept")
+        } else {
+            note
         }
     }
 
@@ -191,6 +207,7 @@ impl Sink for DryRun<'_> {
 
     fn apply(&self, dir: Target<'_>, action: &Action) -> Done {
         let path = dir.rel.join(action.name());
+        let keeps = keeps_version(action);
         match action {
             Action::Remove { name, kind, reason } => {
                 let n = match (kind, dir.dst) {
@@ -203,17 +220,18 @@ impl Sink for DryRun<'_> {
                 } else {
                     reason.as_str().to_owned()
                 };
-                self.line('-', kind.as_str(), &path, &note);
+                self.line('-', kind.as_str(), &path, &self.noted(note, keeps));
             }
             Action::MakeDir { reason, .. } => self.line('+', "dir", &path, reason.as_str()),
             Action::CopyFile { reason, .. } => {
                 let sym = if *reason == Reason::New { '+' } else { '>' };
-                self.line(sym, "file", &path, reason.as_str());
+                let note = self.noted(reason.as_str().to_owned(), keeps);
+                self.line(sym, "file", &path, &note);
             }
             Action::CheckContent { .. } => self.line('?', "file", &path, "checksum compare"),
             Action::Symlink { target, reason, .. } => {
                 let note = format!("{} -> {}", reason.as_str(), Path::new(target).display());
-                self.line('+', "symlink", &path, &note);
+                self.line('+', "symlink", &path, &self.noted(note, keeps));
             }
             Action::SetMeta { fix, .. } => self.line('~', "meta", &path, &describe_fix(fix)),
             Action::Link { leader, reason, .. } => {
@@ -251,11 +269,17 @@ impl Sink for DryRun<'_> {
         _to: (BorrowedFd<'_>, &OsStr),
         (from, to): (&Path, &Path),
         kind: Kind,
+        replaces: Option<Kind>,
     ) -> Done {
         // Nothing moves: the walk reads the replica as if it had, so the rename is neither a
         // removal nor a creation here either.
         let note = format!("renamed from {}", from.display());
-        self.line('>', kind.as_str(), to, &note);
+        self.line(
+            '>',
+            kind.as_str(),
+            to,
+            &self.noted(note, replaces.is_some()),
+        );
         true
     }
 }

@@ -19,7 +19,7 @@ use crate::exclude::Excludes;
 use crate::exec::{BATCH_BYTES, BATCH_FILES, DirState, Job, new_state, release, with_workers};
 use crate::handle::{open_child_dir, open_dir_beneath};
 use crate::links::{Found, LinkSets};
-use crate::plan::{Action, PlanOptions, plan_dir, rename_matches};
+use crate::plan::{Action, PlanOptions, plan_dir, rename_matches, reserve_root};
 use crate::queue::Batch;
 use crate::report::{Counters, Reporter};
 use crate::scan::{Listing, scan_dir, stat_entry};
@@ -244,7 +244,13 @@ impl Walk<'_> {
                 .fault(c.counters, "scan", &state.rel.join(&name), &err);
             keep.push(name);
         }
-        let actions = plan_dir(&src.entries, &dst.entries, &keep, c.plan);
+        // REPLICA's versions folder is no part of the mirror (see `versions`).
+        let mut actions = if state.rel.as_os_str().is_empty() {
+            reserve_root(&mut src.entries, &mut dst.entries, c.plan)
+        } else {
+            Vec::new()
+        };
+        actions.extend(plan_dir(&src.entries, &dst.entries, &keep, c.plan));
         if c.plan.hard_links && self.batch.is_some() {
             self.note_relinks(&state.rel, &src.entries, &actions);
         }
@@ -258,6 +264,11 @@ impl Walk<'_> {
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
         for action in &actions {
+            // A type change whose removal failed (the old entry, or its version, could not be
+            // moved away) is not carried on: the new entry would be renamed over the old one.
+            if !matches!(action, Action::Remove { .. }) && failed.contains(action.name()) {
+                continue;
+            }
             match action {
                 Action::CopyFile { name, .. } | Action::CheckContent { name } => {
                     if self.jobs.is_none() {
@@ -533,7 +544,9 @@ impl Walk<'_> {
     /// created whole or removed from there.
     pub(crate) fn compare(&mut self, src_root: &OwnedFd, dst_root: &OwnedFd, rel: &Path) {
         let comps = components(rel);
-        let mut depth = comps.len();
+        // Below the reserved root name there is nothing to mirror (in SRC) and nothing to
+        // touch (in REPLICA: the versions folder): the root is compared, and reports it.
+        let mut depth = if in_reserved(rel) { 0 } else { comps.len() };
         let (src, dst) = loop {
             let p: PathBuf = comps[..depth].iter().collect();
             match (
@@ -583,6 +596,10 @@ impl Walk<'_> {
         now_at: &Path,
     ) -> bool {
         let ex = self.ctx.excludes;
+        if in_reserved(from) || in_reserved(to) || in_reserved(now_at) {
+            // Never move REPLICA's versions folder, nor anything into or out of it.
+            return false;
+        }
         let (Some((from_dir, from_name)), Some((to_dir, to_name)), Some((now_dir, now_name))) =
             (split(from), split(to), split(now_at))
         else {
@@ -602,18 +619,23 @@ impl Walk<'_> {
                 Some(d) => stat_entry(d, to_name).ok()?,
                 None => None,
             };
+            let there_kind = there.as_ref().map(|t| t.kind);
             rename_matches(&old, &now, there.as_ref(), self.ctx.plan)
-                .then_some((dst_from, dst_to, old))
+                .then_some((dst_from, dst_to, old, there_kind))
         })();
-        let Some((dst_from, dst_to, old)) = decided else {
+        let Some((dst_from, dst_to, old, there_kind)) = decided else {
             return false;
         };
         if !self.sink.writes() {
             // Counted as done: later listings read the replica as if it had happened.
             let fd = dst_from.as_fd();
-            let done = self
-                .sink
-                .rename((fd, from_name), (fd, to_name), (from, to), old.kind);
+            let done = self.sink.rename(
+                (fd, from_name),
+                (fd, to_name),
+                (from, to),
+                old.kind,
+                there_kind,
+            );
             if done {
                 self.moved.push((from.to_path_buf(), to.to_path_buf(), old));
             }
@@ -631,6 +653,7 @@ impl Walk<'_> {
             (dst_to.as_fd(), to_name),
             (from, to),
             old.kind,
+            there_kind,
         )
     }
 
@@ -737,6 +760,13 @@ fn components(rel: &Path) -> Vec<&OsStr> {
             _ => None,
         })
         .collect()
+}
+
+/// Is `rel` the reserved root name (the versions folder) or below it?
+fn in_reserved(rel: &Path) -> bool {
+    components(rel)
+        .first()
+        .is_some_and(|c| crate::versions::is_reserved(c))
 }
 
 /// Parent and name of a non-root relative path.

@@ -24,3 +24,4 @@ mod recipes;
 mod replica_fs;
 mod scale;
 mod smoke;
+mod versions;

@@ -686,3 +686,51 @@ fn xfs_loses_nothing_rewrites_nothing_and_reflinks() {
 fn btrfs_loses_nothing_rewrites_nothing_and_reflinks() {
     posix_fs(Fs::Btrfs);
 }
+
+/// `--versions` on a filesystem without hard links: an overwritten file's old copy cannot be
+/// linked into the versions folder, so it is renamed there right before the new copy lands;
+/// a removal is a rename as anywhere.
+#[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
+fn exfat_versions_fall_back_to_a_rename_without_hard_links() {
+    let _g = mounting();
+    let Some(img) = Image::mount_or_skip(Fs::Exfat) else {
+        return;
+    };
+    let env = img.env();
+    write(env.src.join("doc.txt"), "old doc");
+    write(env.src.join("dir/gone.txt"), "gone");
+    let out = env.cmd(&["--once", "--versions"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("REPLICA is on fuseblk"),
+        "{}",
+        describe(&out)
+    );
+    write(env.src.join("doc.txt"), "new doc, longer");
+    fs::remove_dir_all(env.src.join("dir")).unwrap();
+    let out = env.cmd(&["--once", "--versions"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    assert_eq!(
+        fs::read_to_string(env.rep.join("doc.txt")).unwrap(),
+        "new doc, longer"
+    );
+    assert!(!env.rep.join("dir").exists());
+    let versions: Vec<PathBuf> = fs::read_dir(env.rep.join(".replwatch-versions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let named = |prefix: &str| {
+        versions
+            .iter()
+            .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(prefix))
+            .collect::<Vec<_>>()
+    };
+    let doc = named("doc~");
+    assert_eq!(doc.len(), 1, "{versions:?}");
+    assert_eq!(fs::read_to_string(doc[0]).unwrap(), "old doc");
+    let dir = named("dir~");
+    assert_eq!(dir.len(), 1, "{versions:?}");
+    assert_eq!(fs::read_to_string(dir[0].join("gone.txt")).unwrap(), "gone");
+}
