@@ -352,6 +352,12 @@ impl Applier<'_> {
             }
             let tmp = temp_name(name);
             rustix::fs::linkat(leader.0, leader.1, dir.dst, &*tmp, AtFlags::empty())?;
+            if self.keeps(action)
+                && let Err(e) = self.keep_old(dir, name, &path, Kind::File)
+            {
+                let _ = unlinkat(dir.dst, &*tmp, AtFlags::empty());
+                return Err(e);
+            }
             if let Err(e) = renameat(dir.dst, &*tmp, dir.dst, name) {
                 let _ = unlinkat(dir.dst, &*tmp, AtFlags::empty());
                 return Err(e.into());

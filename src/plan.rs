@@ -175,6 +175,8 @@ pub fn keeps_version(action: &Action) -> bool {
         Action::CopyFile { reason, .. } | Action::Symlink { reason, .. } => {
             matches!(reason, Reason::Changed | Reason::SharedInode)
         }
+        // A link renamed over another file (a separate copy, or an older inode of the set).
+        Action::Link { reason, .. } => *reason == Reason::Changed,
         _ => false,
     }
 }

@@ -237,7 +237,7 @@ impl Sink for DryRun<'_> {
             Action::Link { leader, reason, .. } => {
                 let note = format!("{}, hard link of {}", reason.as_str(), leader.display());
                 let sym = if *reason == Reason::New { '+' } else { '>' };
-                self.line(sym, "link", &path, &note);
+                self.line(sym, "link", &path, &self.noted(note, keeps));
             }
             Action::SkipSpecial { .. } => self.line('!', "special", &path, "skipped"),
             Action::Unsupported { why, .. } => self.line('!', "skip", &path, &why.to_string()),

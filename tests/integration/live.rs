@@ -500,9 +500,13 @@ fn stops_on(sig: Signal) {
     let log = live.log_text();
     match code {
         Some(0) => assert!(mirrored, "exit 0 with big not mirrored:\n{log}"),
+        // Exit 3 says the replica is not *known* complete: its copy was cut short, or events
+        // came in that the stop left unlooked-at (the close of `big` arriving after the batch
+        // that copied it had begun: then `big` may well be there).
         Some(3) => assert!(
-            !mirrored && log.contains("action: incomplete"),
-            "exit 3 without a reason, or with big mirrored:\n{log}"
+            log.contains("action: incomplete")
+                && (!mirrored || log.contains("changes seen by the watcher were not mirrored yet")),
+            "exit 3 without a reason, or with big mirrored and nothing left to look at:\n{log}"
         ),
         other => panic!("did not exit 0 or 3 within 5 s: {other:?}\n{log}"),
     }
