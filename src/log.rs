@@ -9,10 +9,14 @@
 //! trail), and its guard flushes on drop: `main` drops it last, after every worker stopped.
 //! While a progress bar is drawn on stderr, console records are written with the bar
 //! cleared, so the two never share a terminal line.
+//!
+//! The logfile is opened through `logfile::LogDir` (no symlink followed, LOGDIR checked), and
+//! every text record (file and console) has its message and values escaped by `escape::line`,
+//! so a file name holding a newline cannot start a line of its own.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, IsTerminal, LineWriter};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use slog::{
@@ -20,6 +24,7 @@ use slog::{
 };
 
 use crate::cli::LogFormat;
+use crate::logfile::LogDir;
 
 /// The logfile's name inside LOGDIR.
 pub const LOG_FILE: &str = "replwatch.log";
@@ -43,10 +48,10 @@ pub struct LogSettings<'a> {
 type BoxDrain = Box<dyn Drain<Ok = (), Err = Never> + Send>;
 
 /// Create LOGDIR if needed, open the logfile for appending and build the root logger.
-pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
-    std::fs::create_dir_all(s.dir)?;
-    let path = s.dir.join(LOG_FILE);
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+/// Returns LOGDIR, held open, for the other files replwatch keeps there.
+pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, LogDir)> {
+    let dir = LogDir::open(s.dir)?;
+    let file = dir.open_append(LOG_FILE)?;
 
     let console_level = match s.verbosity {
         i8::MIN..=-1 => Level::Warning,
@@ -65,13 +70,13 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
     let terminal = io::stdout().is_terminal();
     let console: BoxDrain = match (s.console_json, terminal) {
         (true, _) => Box::new(InOrder(json(Stdout::default())).ignore_res()),
-        (false, true) => Box::new(Guarded::new(console_colour())),
-        (false, false) => Box::new(
+        (false, true) => Box::new(Escaped(Guarded::new(console_colour()))),
+        (false, false) => Box::new(Escaped(
             slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(Stdout::default()))
                 .use_original_order()
                 .build()
                 .ignore_res(),
-        ),
+        )),
     };
     let console: BoxDrain = if terminal {
         Box::new(BesideProgress(console))
@@ -82,11 +87,11 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
 
     let file: BoxDrain = match s.format {
         LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file_lines(file))))),
-        LogFormat::Text => Box::new(WarnOnce::new(
+        LogFormat::Text => Box::new(Escaped(WarnOnce::new(
             slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
                 .use_original_order()
                 .build(),
-        )),
+        ))),
     };
     let file = LevelFilter::new(file, file_level).fuse();
 
@@ -96,7 +101,7 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
         .overflow_strategy(slog_async::OverflowStrategy::Block)
         .build_with_guard();
     let log = Logger::root(drain.fuse(), o!());
-    Ok((log, LogGuard { _guard: guard }, path))
+    Ok((log, LogGuard { _guard: guard }, dir))
 }
 
 /// The human console on a terminal: in colour unless `NO_COLOR` is set.
@@ -232,6 +237,34 @@ impl<D: Drain> Drain for InOrder<D> {
         let stat = slog::record_static!(record.level(), record.tag());
         self.0
             .log(&Record::new(&stat, record.msg(), slog::b!(pairs)), values)
+    }
+}
+
+/// Hands records on with their message and string values escaped (`escape::line`): what a
+/// text drain writes is then one line per record, whatever a file name holds.
+struct Escaped<D>(D);
+
+impl<D: Drain> Drain for Escaped<D> {
+    type Ok = D::Ok;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
+        let mut pairs = Pairs(Vec::new());
+        let _ = record.kv().serialize(record, &mut pairs);
+        for (_, v) in &mut pairs.0 {
+            if let Value::S(s) = v
+                && let std::borrow::Cow::Owned(e) = crate::escape::line(s)
+            {
+                *s = e;
+            }
+        }
+        let msg = record.msg().to_string();
+        let msg = crate::escape::line(&msg);
+        let stat = slog::record_static!(record.level(), record.tag());
+        self.0.log(
+            &Record::new(&stat, &format_args!("{msg}"), slog::b!(pairs)),
+            values,
+        )
     }
 }
 

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use replwatch::cli::Cli;
 use replwatch::config::Config;
+use replwatch::escape;
 use replwatch::exit::Outcome;
 use replwatch::log::{LogSettings, init};
 
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     let config = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("replwatch: error: {e}");
+            eprintln!("replwatch: error: {}", escape::line(&e.to_string()));
             return Outcome::BadInput.into();
         }
     };
@@ -39,10 +40,8 @@ fn main() -> ExitCode {
     let (log, guard, _) = match init(&settings) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!(
-                "replwatch: error: cannot write the log in {}: {e}",
-                config.log_dir.display()
-            );
+            let msg = format!("cannot write the log in {}: {e}", config.log_dir.display());
+            eprintln!("replwatch: error: {}", escape::line(&msg));
             return Outcome::BadInput.into();
         }
     };
