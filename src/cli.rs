@@ -156,6 +156,17 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Start a new logfile when replwatch.log would grow past SIZE (it becomes
+    /// replwatch.log.1, ...), e.g. `--log-max-size 50MiB`; 0 never rotates (for logrotate's
+    /// copytruncate).
+    #[arg(long, value_name = "SIZE", default_value = "10MiB")]
+    pub log_max_size: String,
+
+    /// How many rotated logfiles (replwatch.log.1 ... .N) to keep; the oldest is removed,
+    /// e.g. `--log-keep 10`.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub log_keep: u32,
+
     /// Write the console as JSON lines instead of text [default: off].
     #[arg(long)]
     pub console_json: bool,

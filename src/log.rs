@@ -1,4 +1,6 @@
 //! Structured logging: a console (stdout) and an append-only logfile, behind one async drain.
+//! The logfile is written a whole line at a time (so a crash leaves at most a torn last
+//! line) and rotated by size (`rotate`).
 //!
 //! Each side is text (slog-term) or JSON lines (slog-json): `--log-format json` for the file,
 //! `--console-json` for the console. A JSON record is one object on one line with `ts`
@@ -14,9 +16,9 @@
 //! every text record (file and console) has its message and values escaped by `escape::line`,
 //! so a file name holding a newline cannot start a line of its own.
 
-use std::fs::File;
-use std::io::{self, IsTerminal, LineWriter};
+use std::io::{self, IsTerminal};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use slog::{
@@ -25,6 +27,7 @@ use slog::{
 
 use crate::cli::LogFormat;
 use crate::logfile::LogDir;
+use crate::rotate::Rotating;
 
 /// The logfile's name inside LOGDIR.
 pub const LOG_FILE: &str = "replwatch.log";
@@ -41,6 +44,9 @@ pub struct LogSettings<'a> {
     pub verbosity: i8,
     /// The logfile's format.
     pub format: LogFormat,
+    /// Rotate the logfile past this many bytes (0: never), keeping `keep` old ones.
+    pub max_size: u64,
+    pub keep: u32,
     /// JSON lines on the console instead of text.
     pub console_json: bool,
 }
@@ -49,9 +55,9 @@ type BoxDrain = Box<dyn Drain<Ok = (), Err = Never> + Send>;
 
 /// Create LOGDIR if needed, open the logfile for appending and build the root logger.
 /// Returns LOGDIR, held open, for the other files replwatch keeps there.
-pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, LogDir)> {
-    let dir = LogDir::open(s.dir)?;
-    let file = dir.open_append(LOG_FILE)?;
+pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, Arc<LogDir>)> {
+    let dir = Arc::new(LogDir::open(s.dir)?);
+    let file = Rotating::open(Arc::clone(&dir), LOG_FILE, s.max_size, s.keep)?;
 
     let console_level = match s.verbosity {
         i8::MIN..=-1 => Level::Warning,
@@ -86,7 +92,7 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, LogDir)> {
     let console = LevelFilter::new(console, console_level).fuse();
 
     let file: BoxDrain = match s.format {
-        LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file_lines(file))))),
+        LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file)))),
         LogFormat::Text => Box::new(Escaped(WarnOnce::new(
             slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
                 .use_original_order()
@@ -185,12 +191,6 @@ impl<D: Drain> Drain for Guarded<D> {
         }
         Ok(())
     }
-}
-
-/// The logfile as JSON lines: a record is buffered whole and written with one `write`
-/// (O_APPEND), so a crash leaves at most a torn last line, never interleaved ones.
-fn file_lines(file: File) -> LineWriter<File> {
-    LineWriter::with_capacity(64 * 1024, file)
 }
 
 /// One JSON object per record and per line: `ts`, `level`, `msg`, then the record's own

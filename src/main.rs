@@ -35,6 +35,8 @@ fn main() -> ExitCode {
         dir: &config.log_dir,
         verbosity: config.verbosity,
         format: config.log_format,
+        max_size: config.log_max_size,
+        keep: config.log_keep,
         console_json: config.console_json,
     };
     let (log, guard, _) = match init(&settings) {

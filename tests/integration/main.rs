@@ -15,6 +15,7 @@ mod faults;
 mod features;
 mod live;
 mod live_trust;
+mod log_rotation;
 mod log_safety;
 mod logs_json;
 mod mirror;
