@@ -184,7 +184,8 @@ pub struct Cli {
     #[arg(long, exclusive = true)]
     pub man: bool,
 
-    /// More detail on the console: -v debug, -vv trace [default: info].
+    /// More detail on the console: -v every change of a big pass (not only its first 20)
+    /// and debug records, -vv trace [default: info, a summary per pass].
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 

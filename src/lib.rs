@@ -22,6 +22,7 @@
 mod apply;
 pub mod cli;
 pub mod config;
+mod console;
 mod copy;
 pub mod docs;
 mod duration;

@@ -2,8 +2,9 @@
 //! The logfile is written a whole line at a time (so a crash leaves at most a torn last
 //! line) and rotated by size (`rotate`).
 //!
-//! Each side is text (slog-term) or JSON lines (slog-json): `--log-format json` for the file,
-//! `--console-json` for the console. A JSON record is one object on one line with `ts`
+//! The logfile is text (slog-term, every key-value) or JSON lines (slog-json, with
+//! `--log-format json`); the console is short lines for people (`console`) or JSON lines
+//! (`--console-json`). A JSON record is one object on one line with `ts`
 //! (RFC 3339, UTC), `level`, `msg` and every key-value of the record (`action`, `path`,
 //! `bytes`, `trigger`, `reason`, ...).
 //!
@@ -26,6 +27,7 @@ use slog::{
 };
 
 use crate::cli::LogFormat;
+use crate::console::People;
 use crate::logfile::LogDir;
 use crate::rotate::Rotating;
 
@@ -74,15 +76,11 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, Arc<LogDir>)> 
     // A console that goes away (`replwatch ... | head`, a closed terminal) must not stop the
     // mirror: its errors are dropped and the logfile keeps every record.
     let terminal = io::stdout().is_terminal();
-    let console: BoxDrain = match (s.console_json, terminal) {
-        (true, _) => Box::new(InOrder(json(Stdout::default())).ignore_res()),
-        (false, true) => Box::new(Escaped(Guarded::new(console_colour()))),
-        (false, false) => Box::new(Escaped(
-            slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(Stdout::default()))
-                .use_original_order()
-                .build()
-                .ignore_res(),
-        )),
+    let console: BoxDrain = if s.console_json {
+        Box::new(InOrder(json(Stdout::default())).ignore_res())
+    } else {
+        let colour = terminal && std::env::var_os("NO_COLOR").is_none();
+        Box::new(People::new(Stdout::default(), s.verbosity >= 1, colour))
     };
     let console: BoxDrain = if terminal {
         Box::new(BesideProgress(console))
@@ -110,22 +108,7 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, Arc<LogDir>)> 
     Ok((log, LogGuard { _guard: guard }, dir))
 }
 
-/// The human console on a terminal: in colour unless `NO_COLOR` is set.
-fn console_colour() -> impl Drain<Ok = (), Err = io::Error> + Send {
-    let decorator = if std::env::var_os("NO_COLOR").is_some() {
-        slog_term::TermDecorator::new()
-            .stdout()
-            .force_plain()
-            .build()
-    } else {
-        slog_term::TermDecorator::new().stdout().build()
-    };
-    slog_term::FullFormat::new(decorator)
-        .use_original_order()
-        .build()
-}
-
-/// Stdout for the console when it is not a terminal: once the reader has gone (EPIPE) it
+/// Stdout for the console: once the reader has gone (EPIPE) it
 /// takes every write and discards it, so no formatter ever sees an error (slog-term panics
 /// when a write fails in the middle of a record). Other errors drop that write only.
 #[derive(Default)]
@@ -153,41 +136,6 @@ impl io::Write for Stdout {
             && let Err(e) = io::stdout().flush()
         {
             self.gone = e.kind() == io::ErrorKind::BrokenPipe;
-        }
-        Ok(())
-    }
-}
-
-/// A console drain that is switched off after its first failure, including a panic inside
-/// the formatter (slog-term's, when the terminal it writes to has been closed).
-struct Guarded<D> {
-    inner: D,
-    dead: std::sync::atomic::AtomicBool,
-}
-
-impl<D> Guarded<D> {
-    fn new(inner: D) -> Self {
-        Guarded {
-            inner,
-            dead: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-impl<D: Drain> Drain for Guarded<D> {
-    type Ok = ();
-    type Err = Never;
-
-    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.dead.load(Relaxed) {
-            return Ok(());
-        }
-        let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.inner.log(record, values).is_ok()
-        }));
-        if !matches!(logged, Ok(true)) {
-            self.dead.store(true, Relaxed);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ mod support;
 
 mod bad_input;
 mod cli_docs;
+mod console;
 mod crash;
 mod faults;
 mod features;
