@@ -47,6 +47,8 @@ mod rotate;
 pub mod run;
 mod scan;
 mod size;
+pub mod status;
+pub mod status_cmd;
 mod sink;
 mod subtree;
 pub mod tempname;

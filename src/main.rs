@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         replwatch::docs::completions(shell, &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    if let Some(replwatch::cli::Command::Status(args)) = &cli.command {
+        return replwatch::status_cmd::run(args).into();
+    }
     if cli.man {
         return match replwatch::docs::man(&mut std::io::stdout()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
         keep: config.log_keep,
         console_json: config.console_json,
     };
-    let (log, guard, _) = match init(&settings) {
+    let (log, guard, log_dir) = match init(&settings) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!("cannot write the log in {}: {e}", config.log_dir.display());
@@ -47,7 +50,7 @@ fn main() -> ExitCode {
             return Outcome::BadInput.into();
         }
     };
-    let outcome = replwatch::run::run(&config, &log);
+    let outcome = replwatch::run::run(&config, &log, log_dir);
     drop(log);
     drop(guard); // flushes the log: last, after every worker has stopped
     outcome.into()

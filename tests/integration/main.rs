@@ -25,3 +25,4 @@ mod progress;
 mod recipes;
 mod replica_fs;
 mod smoke;
+mod status;
