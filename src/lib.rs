@@ -14,6 +14,9 @@
 //!   exec: copy workers, directory metadata last          apply (the only writer) | dry run
 //!                 |
 //!   report: counters, faults, what is left not mirrored -> pending (live) -> exit
+//!                                                                |
+//!   live loop -> status (LOGDIR/replwatch.status.json) + systemd (READY, STATUS, WATCHDOG)
+//!   log: console (people or JSON) + logfile (logfile: no symlinks; rotate: bounded size)
 //! ```
 //!
 //! `main` parses, validates and maps the outcome to an exit code; nothing else lives there.
@@ -26,8 +29,8 @@ mod console;
 mod copy;
 pub mod docs;
 mod duration;
-pub mod escape;
 pub mod entry;
+pub mod escape;
 mod exclude;
 mod exec;
 pub mod exit;
@@ -47,10 +50,11 @@ mod rotate;
 pub mod run;
 mod scan;
 mod size;
+mod sink;
 pub mod status;
 pub mod status_cmd;
-mod sink;
 mod subtree;
+mod systemd;
 pub mod tempname;
 mod walk;
 mod watch;

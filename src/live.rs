@@ -33,6 +33,7 @@ use crate::queue::{Queue, Work};
 use crate::report::{PassReport, Trigger};
 use crate::roots::SourceProblem;
 use crate::status::{self, Keeper, LastChange, LastPass, State, Status};
+use crate::systemd::Systemd;
 use crate::watch::{self, LOST_EVENTS, WATCH_LIMIT_HINT, Watch};
 
 /// What wakes the run loop.
@@ -98,6 +99,8 @@ struct Live<'a> {
     burst_started: Option<Instant>,
     /// When the running full pass was started.
     pass_started: Option<Instant>,
+    /// systemd's notify protocol (readiness, STATUS=, watchdog).
+    systemd: Systemd,
     start_ticks: u64,
 }
 
@@ -153,6 +156,7 @@ pub fn run(
             last_change: None,
             burst_started: None,
             pass_started: None,
+            systemd: Systemd::from_env(),
             start_ticks: status::start_ticks(std::process::id()).unwrap_or(0),
         };
         let outcome = live.run(rx);
@@ -186,6 +190,10 @@ impl Live<'_> {
             let mut wake = next_check;
             if let Some(e) = end {
                 wake = wake.min(e);
+            }
+            if let Some(ping) = self.systemd.next_due() {
+                // The watchdog is pinged from this loop: only a loop that turns proves it lives.
+                wake = wake.min(ping);
             }
             if self.paused.is_none() {
                 // While paused, resuming runs the pass: the interval is not what wakes us.
@@ -599,9 +607,18 @@ impl Live<'_> {
                 full_pass_needed: self.needs_full.map(str::to_owned),
             },
         };
+        let line = record.one_line();
         if let Some(e) = self.status.publish(record) {
             warn!(self.log, "cannot write the status record; it may be out of date: {}", e;
                 "error" => %e);
+        }
+        let e = if state == State::Stopped {
+            self.systemd.stopping(&line)
+        } else {
+            self.systemd.tick(self.watching, &line)
+        };
+        if let Some(e) = e {
+            warn!(self.log, "cannot notify systemd: {}", e; "error" => %e);
         }
     }
 

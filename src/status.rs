@@ -129,6 +129,34 @@ pub struct Status {
     pub pending: PendingWork,
 }
 
+impl Status {
+    /// The record in one line, for systemd's `STATUS=` (what `systemctl status` shows).
+    pub fn one_line(&self) -> String {
+        let mut parts = vec![match (&self.state, &self.detail) {
+            (State::Starting, _) => "starting: initial pass running".to_owned(),
+            (State::PausedSourceGone | State::PausedReplicaGone, Some(why)) => {
+                format!("{} ({why}); replica left as it is", self.state.as_str())
+            }
+            (state, _) => state.as_str().to_owned(),
+        }];
+        if let Some(c) = &self.last_change {
+            parts.push(format!(
+                "last change: {} {} at {} ({} ms after its event)",
+                c.action, c.path, c.at, c.lag_ms
+            ));
+        }
+        parts.push(match self.failing_count {
+            0 => "no errors".to_owned(),
+            n => format!(
+                "{n} entries failing (e.g. {}: {})",
+                self.failing.first().map_or("", |f| f.path.as_str()),
+                self.failing.first().map_or("", |f| f.error.as_str())
+            ),
+        });
+        parts.join("; ")
+    }
+}
+
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }

@@ -26,3 +26,4 @@ mod recipes;
 mod replica_fs;
 mod smoke;
 mod status;
+mod systemd;
