@@ -213,7 +213,12 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// The --log-dir of the replwatch to ask about. Alias: --fld_log.
-    #[arg(short = 'l', long = "log-dir", alias = "fld_log", value_name = "LOGDIR")]
+    #[arg(
+        short = 'l',
+        long = "log-dir",
+        alias = "fld_log",
+        value_name = "LOGDIR"
+    )]
     pub log_dir: PathBuf,
 
     /// Print the record as JSON (with `running` and `in_sync` added), for scripts.

@@ -51,17 +51,23 @@ impl<W: Write> People<W> {
 
     /// The line for a record, if it is shown.
     fn render(&self, level: Level, msg: &str, kv: &[(Key, String)]) -> Option<String> {
-        let get = |k: &str| kv.iter().find(|(key, _)| *key == k).map(|(_, v)| v.as_str());
+        let get = |k: &str| {
+            kv.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        };
         let trigger = get("trigger").unwrap_or("").to_owned();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         match get("action") {
             Some("summary") => {
                 let (_, hidden) = seen.remove(&trigger).unwrap_or_default();
                 let n = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                let changed = ["created", "updated", "meta", "removed", "renamed", "skipped"]
-                    .iter()
-                    .map(|k| n(k))
-                    .sum::<u64>();
+                let changed = [
+                    "created", "updated", "meta", "removed", "renamed", "skipped",
+                ]
+                .iter()
+                .map(|k| n(k))
+                .sum::<u64>();
                 if !self.every
                     && hidden == 0
                     && n("errors") == 0
@@ -99,7 +105,9 @@ impl<W: Write> People<W> {
         let extra: Vec<String> = kv
             .iter()
             .filter(|(k, v)| {
-                !matches!(*k, "action" | "trigger" | "drift" | "errno") && !v.is_empty() && !msg.contains(v.as_str())
+                !matches!(*k, "action" | "trigger" | "drift" | "errno")
+                    && !v.is_empty()
+                    && !msg.contains(v.as_str())
             })
             .map(|(k, v)| format!("{k}: {}", escape::line(v)))
             .collect();
@@ -304,10 +312,17 @@ mod tests {
              80 more changes in the logfile (-v shows each)"
         );
         // The count starts again with the next pass; -v shows every change.
-        assert!(p.render(Level::Info, "copy", &copy("g", "new", "1")).is_some());
+        assert!(
+            p.render(Level::Info, "copy", &copy("g", "new", "1"))
+                .is_some()
+        );
         let every = People::new(Vec::new(), true, false);
         for i in 0..100 {
-            assert!(every.render(Level::Info, "copy", &copy(&format!("f{i}"), "new", "1")).is_some());
+            assert!(
+                every
+                    .render(Level::Info, "copy", &copy(&format!("f{i}"), "new", "1"))
+                    .is_some()
+            );
         }
     }
 

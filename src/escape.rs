@@ -64,7 +64,10 @@ mod tests {
         for b in 0u32..0x3000 {
             let c = char::from_u32(b).unwrap_or('x');
             let s = line(&c.to_string()).into_owned();
-            assert!(!s.chars().any(|c| c.is_control() || c == '\u{2028}'), "{b:#x}");
+            assert!(
+                !s.chars().any(|c| c.is_control() || c == '\u{2028}'),
+                "{b:#x}"
+            );
         }
     }
 }

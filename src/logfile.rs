@@ -92,12 +92,17 @@ impl LogDir {
         .map_err(|e| match e {
             rustix::io::Errno::LOOP => named(&path, "is a symlink; refusing to follow it"),
             // A fifo without a reader, or a socket.
-            rustix::io::Errno::NXIO => named(&path, "is not a regular file; refusing to write to it"),
+            rustix::io::Errno::NXIO => {
+                named(&path, "is not a regular file; refusing to write to it")
+            }
             e => named(&path, io::Error::from(e)),
         })?;
         let st = rustix::fs::fstat(&fd).map_err(|e| named(&path, io::Error::from(e)))?;
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-            return Err(named(&path, "is not a regular file; refusing to write to it"));
+            return Err(named(
+                &path,
+                "is not a regular file; refusing to write to it",
+            ));
         }
         if st.st_nlink > 1 {
             return Err(named(
@@ -115,7 +120,8 @@ impl LogDir {
                 ),
             ));
         }
-        rustix::fs::fcntl_setfl(&fd, OFlags::APPEND).map_err(|e| named(&path, io::Error::from(e)))?;
+        rustix::fs::fcntl_setfl(&fd, OFlags::APPEND)
+            .map_err(|e| named(&path, io::Error::from(e)))?;
         Ok(File::from(fd))
     }
 }
@@ -127,15 +133,17 @@ fn writable_by_others(st: &Stat) -> Option<String> {
         return Some("writable by every user".to_owned());
     }
     if mode & 0o020 != 0 && !in_our_groups(st.st_gid) {
-        return Some(format!("writable by group {}, which we are not in", st.st_gid));
+        return Some(format!(
+            "writable by group {}, which we are not in",
+            st.st_gid
+        ));
     }
     None
 }
 
 fn in_our_groups(gid: u32) -> bool {
     rustix::process::getegid().as_raw() == gid
-        || rustix::process::getgroups()
-            .is_ok_and(|g| g.iter().any(|g| g.as_raw() == gid))
+        || rustix::process::getgroups().is_ok_and(|g| g.iter().any(|g| g.as_raw() == gid))
 }
 
 #[cfg(test)]
@@ -176,7 +184,10 @@ mod tests {
         use std::io::Write;
         dir.open_append("log").unwrap().write_all(b"a\n").unwrap();
         dir.open_append("log").unwrap().write_all(b"b\n").unwrap();
-        assert_eq!(std::fs::read_to_string(t.path().join("log")).unwrap(), "a\nb\n");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("log")).unwrap(),
+            "a\nb\n"
+        );
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 }

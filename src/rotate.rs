@@ -65,12 +65,7 @@ impl Rotating {
             r => r.map_err(io::Error::from),
         };
         for i in (1..self.keep).rev() {
-            ignore_missing(rustix::fs::renameat(
-                dir,
-                numbered(i),
-                dir,
-                numbered(i + 1),
-            ))?;
+            ignore_missing(rustix::fs::renameat(dir, numbered(i), dir, numbered(i + 1)))?;
         }
         if self.keep > 0 {
             ignore_missing(rustix::fs::renameat(dir, self.name, dir, numbered(1)))?;
@@ -140,9 +135,16 @@ mod tests {
         for n in &names {
             let text = std::fs::read_to_string(t.path().join(n)).unwrap();
             assert!(text.len() <= 100, "{n}: {}", text.len());
-            assert!(text.lines().all(|l| l.starts_with("record ") && l.len() == 31), "{text}");
+            assert!(
+                text.lines()
+                    .all(|l| l.starts_with("record ") && l.len() == 31),
+                "{text}"
+            );
         }
         let newest = std::fs::read_to_string(t.path().join("x.log")).unwrap();
-        assert!(newest.ends_with("record 049 --------------------\n"), "{newest}");
+        assert!(
+            newest.ends_with("record 049 --------------------\n"),
+            "{newest}"
+        );
     }
 }

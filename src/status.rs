@@ -242,7 +242,10 @@ fn write_atomically(dir: &LogDir, name: &str, status: &Status) -> io::Result<()>
 }
 
 fn named(dir: &LogDir, name: &str, e: io::Error) -> io::Error {
-    io::Error::new(e.kind(), format!("{}: {e}", dir.path().join(name).display()))
+    io::Error::new(
+        e.kind(),
+        format!("{}: {e}", dir.path().join(name).display()),
+    )
 }
 
 /// Read the record in `log_dir` (not following a symlink).
@@ -307,7 +310,10 @@ mod tests {
         s.state = State::PausedSourceGone;
         assert!(k.publish(s).is_none());
         assert_eq!(read(t.path()).unwrap().state, State::PausedSourceGone);
-        let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
     }
 

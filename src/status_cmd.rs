@@ -146,8 +146,16 @@ fn human(s: &Status, v: Verdict, out: &mut dyn Write) -> io::Result<()> {
                 .unwrap_or_default()
         )?,
     }
-    writeln!(out, "  source       {}", line(&s.source.display().to_string()))?;
-    writeln!(out, "  replica      {}", line(&s.replica.display().to_string()))?;
+    writeln!(
+        out,
+        "  source       {}",
+        line(&s.source.display().to_string())
+    )?;
+    writeln!(
+        out,
+        "  replica      {}",
+        line(&s.replica.display().to_string())
+    )?;
     match &s.last_pass {
         Some(p) => writeln!(
             out,

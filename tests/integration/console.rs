@@ -50,10 +50,18 @@ fn a_change_is_one_short_line_with_symbol_path_and_size() {
         .iter()
         .find(|l| l.starts_with("initial pass done in "))
         .unwrap_or_else(|| panic!("no summary in {lines:#?}"));
-    assert!(summary.contains("3 removed") || summary.contains("2 removed"), "{summary}");
+    assert!(
+        summary.contains("3 removed") || summary.contains("2 removed"),
+        "{summary}"
+    );
     assert!(summary.ends_with("0 errors"), "{summary}");
     // The logfile keeps the structured records.
-    assert!(env.log_text().contains("action: copy, path: papers/report.txt"), "{}", env.log_text());
+    assert!(
+        env.log_text()
+            .contains("action: copy, path: papers/report.txt"),
+        "{}",
+        env.log_text()
+    );
 }
 
 #[test]
@@ -102,7 +110,9 @@ fn errors_are_shown_in_full() {
     );
     assert!(lines.iter().any(|l| l == "+ ok.txt (4 B)"), "{lines:#?}");
     assert!(
-        lines.iter().any(|l| l.contains("pass done") && l.contains("1 error")),
+        lines
+            .iter()
+            .any(|l| l.contains("pass done") && l.contains("1 error")),
         "{lines:#?}"
     );
 }

@@ -80,7 +80,10 @@ fn a_zero_max_size_never_rotates() {
     for i in 0..100 {
         write(env.src.join(format!("f{i:03}.txt")), "x");
     }
-    let out = env.cmd(&["--once", "--log-max-size", "0"]).output().unwrap();
+    let out = env
+        .cmd(&["--once", "--log-max-size", "0"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(log_files(&env), ["replwatch.log"]);
     assert!(env.log_text().len() > MAX);

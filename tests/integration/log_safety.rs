@@ -53,7 +53,13 @@ fn a_newline_in_a_file_name_cannot_forge_a_log_line() {
             text.lines().all(|l| !l.starts_with("root::")),
             "{what} has a forged line:\n{text}"
         );
-        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{what}:\n{text}");
-        assert!(text.contains("evil\\nroot::0:0:injected:x:x"), "{what}:\n{text}");
+        assert!(
+            !text.contains('\x1b') && !text.contains('\x07'),
+            "{what}:\n{text}"
+        );
+        assert!(
+            text.contains("evil\\nroot::0:0:injected:x:x"),
+            "{what}:\n{text}"
+        );
     }
 }

@@ -95,10 +95,7 @@ fn status_while_source_is_gone_says_paused() {
 #[test]
 fn status_lists_failing_entries_with_their_errors() {
     let env = env_with(&[("ok.txt", b"fine"), ("locked/secret.txt", b"hidden")]);
-    let cmd = unprivileged(
-        &env,
-        &["--debounce", "50ms", "-i", "10m", "-d", "5m"],
-    );
+    let cmd = unprivileged(&env, &["--debounce", "50ms", "-i", "10m", "-d", "5m"]);
     chmod(env.src.join("locked/secret.txt"), 0o000);
     let mut live = Live::spawn(&env, cmd);
     live.wait_watching();
@@ -133,7 +130,10 @@ fn status_after_the_process_died_is_stale_and_exits_1() {
     let (code, v) = record(&env);
     assert_eq!(code, Some(1));
     assert_eq!(v["running"], false);
-    assert_eq!(v["state"], "watching", "the record is the dead process's last word");
+    assert_eq!(
+        v["state"], "watching",
+        "the record is the dead process's last word"
+    );
 }
 
 #[test]
@@ -141,11 +141,18 @@ fn status_after_a_clean_stop_or_without_a_record_exits_1() {
     let env = env_with(&[("a.txt", b"alpha")]);
     let out = status(&env, false);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
-    assert!(text(&out).contains("no replwatch status record"), "{}", describe(&out));
+    assert!(
+        text(&out).contains("no replwatch status record"),
+        "{}",
+        describe(&out)
+    );
 
     let mut live = Live::start(&env);
     live.signal(Signal::TERM);
-    assert_eq!(live.wait_exit(Duration::from_secs(20)).unwrap().code(), Some(0));
+    assert_eq!(
+        live.wait_exit(Duration::from_secs(20)).unwrap().code(),
+        Some(0)
+    );
     let out = status(&env, false);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(text(&out).contains("is not running: pid"), "{}", text(&out));

@@ -33,7 +33,10 @@ impl Notify {
                 return l;
             }
             if Instant::now() > end {
-                panic!("no matching notify line in {deadline:?}; got {:#?}", self.got);
+                panic!(
+                    "no matching notify line in {deadline:?}; got {:#?}",
+                    self.got
+                );
             }
             self.recv_one();
         }
@@ -43,7 +46,8 @@ impl Notify {
     fn recv_one(&mut self) {
         let mut buf = vec![0u8; 4096];
         if let Ok(n) = self.sock.recv(&mut buf) {
-            self.got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            self.got
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }
 
