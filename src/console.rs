@@ -14,7 +14,9 @@
 //! `+` created, `*` updated (contents), `~` metadata only, `-` removed, `>` renamed; a
 //! directory ends in `/`. A pass shows its first [`SHOWN_PER_PASS`] changes and then only
 //! counts them, so an initial pass of 5,000 files is a screenful, not 5,000 lines; `-v` shows
-//! every one. Passes and event batches that changed nothing and met no error say nothing.
+//! every one. The initial pass (and `--once`) always ends with its summary; event batches,
+//! and reconciliations that changed nothing, print one only when they met an error or hid
+//! changes.
 //! Everything shown goes through `escape::line`, so one record is one line.
 
 use std::collections::HashMap;
@@ -68,11 +70,13 @@ impl<W: Write> People<W> {
                 .iter()
                 .map(|k| n(k))
                 .sum::<u64>();
+                // The initial pass (and --once) always says how it ended; a batch's changes
+                // are on screen already; a reconciliation that found nothing is not news.
                 if !self.every
                     && hidden == 0
                     && n("errors") == 0
+                    && trigger != "initial"
                     && (changed == 0 || trigger == "event")
-                    && level <= Level::Info
                 {
                     return None;
                 }
@@ -311,6 +315,20 @@ mod tests {
             "initial pass done in 35 ms: 101 checked, 100 created, 100 B copied, 0 errors, \
              80 more changes in the logfile (-v shows each)"
         );
+        // A reconciliation that found nothing says nothing; the initial pass always does.
+        let quiet = kv(&[
+            ("action", "summary"),
+            ("trigger", "reconcile"),
+            ("scanned", "101"),
+            ("errors", "0"),
+        ]);
+        assert_eq!(p.render(Level::Info, "pass done", &quiet), None);
+        let nothing = kv(&[
+            ("action", "summary"),
+            ("trigger", "initial"),
+            ("scanned", "101"),
+        ]);
+        assert!(p.render(Level::Info, "pass done", &nothing).is_some());
         // The count starts again with the next pass; -v shows every change.
         assert!(
             p.render(Level::Info, "copy", &copy("g", "new", "1"))

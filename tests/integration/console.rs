@@ -55,6 +55,16 @@ fn a_change_is_one_short_line_with_symbol_path_and_size() {
         "{summary}"
     );
     assert!(summary.ends_with("0 errors"), "{summary}");
+    // A pass that changed nothing still says how it ended, in one line.
+    let out = env.once();
+    let lines = stdout_lines(&out);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("initial pass done in ") && l.ends_with("0 errors")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.starts_with("+ ")), "{lines:#?}");
     // The logfile keeps the structured records.
     assert!(
         env.log_text()
