@@ -147,4 +147,21 @@ mod tests {
             "{newest}"
         );
     }
+
+    #[test]
+    fn keeping_none_starts_the_file_over() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let dir = Arc::new(LogDir::open(t.path()).unwrap());
+        let mut r = Rotating::open(dir, "x.log", 50, 0).unwrap();
+        for i in 0..10 {
+            writeln!(r, "line {i} {}", "-".repeat(20)).unwrap();
+        }
+        drop(r);
+        let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+        let text = std::fs::read_to_string(t.path().join("x.log")).unwrap();
+        assert!(text.len() <= 50, "{text}");
+        assert!(text.ends_with("line 9 --------------------\n"), "{text}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `--log-max-size` and `--log-keep` (issue 14): a burst of changes with a tiny bound leaves
 //! exactly the configured number of old logfiles, each within the bound and made of whole
 //! records, and the newest records in `replwatch.log`.
+use crate::support::live::*;
 use crate::support::*;
 
 use std::fs;
@@ -17,17 +18,24 @@ fn log_files(env: &Env) -> Vec<String> {
     names
 }
 
+/// The files LOGDIR holds with `--log-keep keep` once it has rotated that often.
+fn expected(keep: u32) -> Vec<String> {
+    let mut v = vec!["replwatch.log".to_owned()];
+    v.extend((1..=keep).map(|i| format!("replwatch.log.{i}")));
+    v
+}
+
 fn check_files(env: &Env, format: &str) {
-    assert_eq!(
-        log_files(env),
-        [
-            "replwatch.log",
-            "replwatch.log.1",
-            "replwatch.log.2",
-            "replwatch.log.3"
-        ]
-    );
-    for name in log_files(env) {
+    assert_eq!(log_files(env), expected(3));
+    check_records(env, format);
+}
+
+/// Every log file in LOGDIR is within the bound and made of whole records.
+fn check_records(env: &Env, format: &str) {
+    for name in log_files(env)
+        .into_iter()
+        .filter(|n| n.starts_with("replwatch.log"))
+    {
         let text = fs::read_to_string(env.logs.join(&name)).unwrap();
         assert!(text.len() <= MAX, "{name} has {} bytes", text.len());
         assert!(text.ends_with('\n'), "{name} ends inside a record");
@@ -87,4 +95,34 @@ fn a_zero_max_size_never_rotates() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(log_files(&env), ["replwatch.log"]);
     assert!(env.log_text().len() > MAX);
+}
+
+#[test]
+fn a_live_burst_rotates_while_watching() {
+    let env = Env::new();
+    let mut live = Live::with_extra(
+        &env,
+        "10m",
+        "5m",
+        &["--log-max-size", "2KiB", "--log-keep", "2"],
+    );
+    for i in 0..200 {
+        write(env.src.join(format!("burst/f{i:03}.txt")), "x");
+    }
+    converge(&env);
+    assert!(
+        wait_until(LOG_WAIT, || log_files(&env)
+            .iter()
+            .any(|n| n == "replwatch.log.2")),
+        "{:?}",
+        log_files(&env)
+    );
+    live.signal(rustix::process::Signal::TERM);
+    assert_eq!(live.wait_exit(LOG_WAIT).unwrap().code(), Some(0));
+    let logs: Vec<String> = log_files(&env)
+        .into_iter()
+        .filter(|n| n.starts_with("replwatch.log"))
+        .collect();
+    assert_eq!(logs, expected(2));
+    check_records(&env, "text");
 }
