@@ -101,7 +101,12 @@ impl Systemd {
             Ok(()) => None,
             Err(e) if !self.failed => {
                 self.failed = true;
-                Some(e)
+                // No path-less errors: say which socket.
+                let socket = std::env::var_os("NOTIFY_SOCKET").unwrap_or_default();
+                Some(std::io::Error::new(
+                    e.kind(),
+                    format!("NOTIFY_SOCKET {}: {e}", socket.to_string_lossy()),
+                ))
             }
             Err(_) => None,
         }
