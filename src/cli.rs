@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -40,6 +40,8 @@ the target and renamed into place, so a reader never sees half a file.";
 #[command(
     name = "replwatch",
     version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = crate::exit::HELP,
@@ -47,11 +49,15 @@ the target and renamed into place, so a reader never sees half a file.";
         "Examples:\n",
         "  replwatch -s ~/work -r /mnt/backup/work -l ~/.local/state/replwatch\n",
         "  replwatch -s ./src -r ./mirror -l ./logs --once\n",
-        "  replwatch --fld_src ./a --fld_sync ./b --fld_log ./logs -i 5 -d 60   (minutes)\n\n",
+        "  replwatch --fld_src ./a --fld_sync ./b --fld_log ./logs -i 5 -d 60   (minutes)\n",
+        "  replwatch status -l ~/.local/state/replwatch   (what the running replwatch is doing)\n\n",
         crate::exit::exit_codes_text!()
     )
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Folder to mirror (read only, never changed). Alias: --fld_src.
     #[arg(short = 's', long = "source", alias = "fld_src", value_name = "SRC",
           required_unless_present_any = ["completions", "man"])]
@@ -207,6 +213,17 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Start a new logfile when replwatch.log would grow past SIZE (it becomes
+    /// replwatch.log.1, ...), e.g. `--log-max-size 50MiB`; 0 never rotates (for logrotate's
+    /// copytruncate).
+    #[arg(long, value_name = "SIZE", default_value = "10MiB")]
+    pub log_max_size: String,
+
+    /// How many rotated logfiles (replwatch.log.1 ... .N) to keep; the oldest is removed,
+    /// e.g. `--log-keep 10`.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub log_keep: u32,
+
     /// Write the console as JSON lines instead of text [default: off].
     #[arg(long)]
     pub console_json: bool,
@@ -224,11 +241,38 @@ pub struct Cli {
     #[arg(long, exclusive = true)]
     pub man: bool,
 
-    /// More detail on the console: -v debug, -vv trace [default: info].
+    /// More detail on the console: -v every change of a big pass (not only its first 20)
+    /// and debug records, -vv trace [default: info, a summary per pass].
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
 
     /// Only warnings and errors on the console (the logfile keeps everything).
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// Commands besides mirroring.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print what the live replwatch writing to LOGDIR is doing: state, last pass, last
+    /// change, failing entries, pending work. Exit 0: running and in sync; 3: running, not
+    /// in sync (entries failing, SRC or REPLICA gone, first pass running); 1: no live
+    /// replwatch behind the record.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The --log-dir of the replwatch to ask about. Alias: --fld_log.
+    #[arg(
+        short = 'l',
+        long = "log-dir",
+        alias = "fld_log",
+        value_name = "LOGDIR"
+    )]
+    pub log_dir: PathBuf,
+
+    /// Print the record as JSON (with `running` and `in_sync` added), for scripts.
+    #[arg(long)]
+    pub json: bool,
 }

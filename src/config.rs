@@ -40,6 +40,10 @@ pub struct Config {
     /// `Some(interval)`: poll instead of inotify.
     pub poll: Option<Duration>,
     pub log_format: LogFormat,
+    /// Rotate the logfile past this many bytes; 0: never.
+    pub log_max_size: u64,
+    /// Rotated logfiles kept.
+    pub log_keep: u32,
     pub console_json: bool,
     pub progress: bool,
     /// `--versions`: keep what passes delete or overwrite, with this retention.
@@ -82,6 +86,8 @@ impl Config {
         } else {
             None
         };
+        let log_max_size = crate::size::parse(&cli.log_max_size)
+            .map_err(|e| ConfigError(format!("--log-max-size: {e}")))?;
         let poll = match &cli.poll {
             Some(p) => Some(opt("poll", p)?),
             None => None,
@@ -197,6 +203,8 @@ impl Config {
             max_delete: cli.max_delete,
             poll,
             log_format: cli.log_format,
+            log_max_size,
+            log_keep: cli.log_keep,
             console_json: cli.console_json,
             progress: match cli.progress {
                 Progress::Always => true,

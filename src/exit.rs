@@ -42,7 +42,9 @@ macro_rules! exit_codes_text {
   2  bad input: invalid flags or folders; nothing was written
   3  partial: some entries could not be mirrored (each is in the log), a guard refused the
      pass (empty source, --max-delete), or --once was interrupted; live mode: entries still
-     failing, or SRC/REPLICA unavailable, when the run ends"
+     failing, or SRC/REPLICA unavailable, when the run ends
+`replwatch status`: 0 running and in sync, 3 running but not in sync (entries failing,
+  SRC/REPLICA gone, first pass running), 1 no live replwatch behind the record"
     };
 }
 pub(crate) use exit_codes_text;

@@ -16,6 +16,9 @@
 //!                                                           destroy, kept; --versions)
 //!                 |
 //!   report: counters, faults, what is left not mirrored -> pending (live) -> exit
+//!                                                                |
+//!   live loop -> status (LOGDIR/replwatch.status.json) + systemd (READY, STATUS, WATCHDOG)
+//!   log: console (people or JSON) + logfile (logfile: no symlinks; rotate: bounded size)
 //! ```
 //!
 //! `main` parses, validates and maps the outcome to an exit code; nothing else lives there.
@@ -24,10 +27,12 @@
 mod apply;
 pub mod cli;
 pub mod config;
+mod console;
 mod copy;
 pub mod docs;
 mod duration;
 pub mod entry;
+pub mod escape;
 mod exclude;
 mod exec;
 pub mod exit;
@@ -36,6 +41,7 @@ mod handle;
 mod links;
 mod live;
 pub mod log;
+pub mod logfile;
 mod pass;
 mod pending;
 pub mod plan;
@@ -43,10 +49,15 @@ mod progress;
 mod queue;
 mod report;
 mod roots;
+mod rotate;
 pub mod run;
 mod scan;
 mod sink;
+mod size;
+pub mod status;
+pub mod status_cmd;
 mod subtree;
+mod systemd;
 pub mod tempname;
 pub mod versions;
 mod walk;

@@ -17,19 +17,23 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use slog::{Logger, debug, error, info, warn};
 
 use crate::config::Config;
 use crate::exit::Outcome;
+use crate::logfile::LogDir;
 use crate::pass::{Engine, PassError};
 use crate::pending::Pending;
 use crate::queue::{Queue, Work};
 use crate::report::{PassReport, Trigger};
 use crate::roots::SourceProblem;
+use crate::status::{self, Keeper, LastChange, LastPass, State, Status};
+use crate::systemd::Systemd;
 use crate::watch::{self, LOST_EVENTS, WATCH_LIMIT_HINT, Watch};
 
 /// What wakes the run loop.
@@ -91,6 +95,21 @@ struct Live<'a> {
     needs_full: Option<&'static str>,
     /// A batch was stopped part-way.
     interrupted: bool,
+    /// The status record in LOGDIR.
+    status: Keeper,
+    /// The state the record last said, and since when.
+    state: (State, SystemTime),
+    /// Why mirroring is paused, in words.
+    pause_why: Option<String>,
+    last_pass: Option<LastPass>,
+    last_change: Option<LastChange>,
+    /// When the first event of the batch being mirrored arrived.
+    burst_started: Option<Instant>,
+    /// When the running full pass was started.
+    pass_started: Option<Instant>,
+    /// systemd's notify protocol (readiness, STATUS=, watchdog).
+    systemd: Systemd,
+    start_ticks: u64,
 }
 
 /// Run live mode. `tx`/`rx` is the loop's channel; the signal handler sends `Msg::Stop` on it.
@@ -102,6 +121,7 @@ pub fn run(
     config: &Config,
     engine: &Engine,
     log: &Logger,
+    log_dir: Arc<LogDir>,
     tx: Sender<Msg>,
     rx: Receiver<Msg>,
 ) -> Outcome {
@@ -144,6 +164,15 @@ pub fn run(
             watching: false,
             needs_full: None,
             interrupted: false,
+            status: Keeper::new(log_dir),
+            state: (State::Starting, SystemTime::now()),
+            pause_why: None,
+            last_pass: None,
+            last_change: None,
+            burst_started: None,
+            pass_started: None,
+            systemd: Systemd::from_env(),
+            start_ticks: status::start_ticks(std::process::id()).unwrap_or(0),
         };
         let outcome = live.run(rx);
         // A pass still running stops at its next entry; the scope joins its thread.
@@ -161,6 +190,7 @@ impl Live<'_> {
         let mut next_full = Instant::now() + self.config.interval;
         let mut next_check = Instant::now() + ROOT_CHECK;
         loop {
+            self.publish();
             let now = Instant::now();
             if end.is_some_and(|e| now >= e) {
                 info!(self.log, "duration reached, stopping"; "action" => "stop", "reason" => "duration");
@@ -175,6 +205,10 @@ impl Live<'_> {
             let mut wake = next_check;
             if let Some(e) = end {
                 wake = wake.min(e);
+            }
+            if let Some(ping) = self.systemd.next_due() {
+                // The watchdog is pinged from this loop: only a loop that turns proves it lives.
+                wake = wake.min(ping);
             }
             if self.paused.is_none() {
                 // While paused, resuming runs the pass: the interval is not what wakes us.
@@ -241,7 +275,7 @@ impl Live<'_> {
                 self.last_event = Some(now);
             }
             if self.burst_due().is_some_and(|due| now >= due) {
-                self.first_event = None;
+                self.burst_started = self.first_event.take();
                 self.last_event = None;
                 if !self.queue.is_empty() {
                     self.sync();
@@ -416,6 +450,7 @@ impl Live<'_> {
             return;
         }
         self.pass_running = true;
+        self.pass_started = Some(Instant::now());
         let _ = self.passes.send(trigger);
     }
 
@@ -423,6 +458,22 @@ impl Live<'_> {
         self.pass_running = false;
         match &result {
             Ok(report) => {
+                let s = &report.summary;
+                self.last_pass = Some(LastPass {
+                    trigger: trigger.as_str().to_owned(),
+                    finished: status::timestamp(SystemTime::now()),
+                    scanned: s.scanned,
+                    created: s.created,
+                    updated: s.updated,
+                    meta: s.meta,
+                    removed: s.removed,
+                    renamed: s.renamed,
+                    bytes: s.bytes,
+                    errors: s.errors,
+                    elapsed_ms: self
+                        .pass_started
+                        .map_or(0, |t| t.elapsed().as_millis() as u64),
+                });
                 self.pending.after_full_pass(report, Instant::now());
                 self.refused = None;
                 if self.pass_wanted.is_none() {
@@ -459,6 +510,17 @@ impl Live<'_> {
     fn record_batch(&mut self, result: Result<PassReport, PassError>) {
         match result {
             Ok(report) => {
+                if let Some((path, action)) = &report.last_change {
+                    let now = Instant::now();
+                    self.last_change = Some(LastChange {
+                        path: path.display().to_string(),
+                        action: (*action).to_owned(),
+                        at: status::timestamp(SystemTime::now()),
+                        lag_ms: self
+                            .burst_started
+                            .map_or(0, |b| now.duration_since(b).as_millis() as u64),
+                    });
+                }
                 let src = self.engine.source.path();
                 let rep = self.engine.replica.path();
                 let exists = |p: &std::path::Path| {
@@ -544,6 +606,7 @@ impl Live<'_> {
                 return;
             }
         };
+        self.pause_why = Some(why.clone());
         if self.paused.is_none() {
             match kind {
                 Paused::Source => {
@@ -564,14 +627,88 @@ impl Live<'_> {
 
     fn resume(&mut self) {
         self.paused = None;
+        self.pause_why = None;
         self.start_watch();
         // What happened while paused is known only to this pass.
         self.needs_full = Some("the pass after SRC or REPLICA came back did not finish");
         self.request_pass(Trigger::Reconcile);
     }
 
+    /// What the process is doing now.
+    fn current_state(&self) -> State {
+        match self.paused {
+            Some(Paused::Source) => State::PausedSourceGone,
+            Some(Paused::Replica) => State::PausedReplicaGone,
+            None if !self.watching => State::Starting,
+            None if self.pass_running => State::Reconciling,
+            None => State::Watching,
+        }
+    }
+
+    /// Keep the status record current (written only when it changes, or as a heartbeat).
+    fn publish(&mut self) {
+        let state = self.current_state();
+        self.publish_as(state, self.pause_why.clone());
+    }
+
+    fn publish_as(&mut self, state: State, detail: Option<String>) {
+        if state != self.state.0 {
+            self.state = (state, SystemTime::now());
+        }
+        let failing = self
+            .pending
+            .failing(status::FAILING_LISTED)
+            .map(|(p, why)| status::Failing {
+                path: p.display().to_string(),
+                error: why.to_owned(),
+            })
+            .collect();
+        let record = Status {
+            pid: std::process::id(),
+            start_ticks: self.start_ticks,
+            source: self.config.source.clone(),
+            replica: self.config.replica.clone(),
+            state,
+            detail,
+            since: status::timestamp(self.state.1),
+            updated: String::new(),
+            last_pass: self.last_pass.clone(),
+            last_change: self.last_change.clone(),
+            failing_count: self.pending.failed(),
+            failing,
+            pending: status::PendingWork {
+                queued: !self.queue.is_empty() || !self.during_pass.is_empty(),
+                deferred: self.pending.deferred(),
+                full_pass_needed: self.needs_full.map(str::to_owned),
+            },
+        };
+        let line = record.one_line();
+        if let Some(e) = self.status.publish(record) {
+            warn!(self.log, "cannot write the status record; it may be out of date: {}", e;
+                "error" => %e);
+        }
+        let e = if state == State::Stopped {
+            self.systemd.stopping(&line)
+        } else {
+            self.systemd.tick(self.watching, &line)
+        };
+        if let Some(e) = e {
+            warn!(self.log, "cannot notify systemd: {}", e; "error" => %e);
+        }
+    }
+
     /// How the run ends: partial while anything is known not mirrored.
     fn finish(&mut self) -> Outcome {
+        let outcome = self.outcome();
+        let why = match outcome {
+            Outcome::Success => "the run ended with the replica complete".to_owned(),
+            _ => "the run ended with the replica not known complete".to_owned(),
+        };
+        self.publish_as(State::Stopped, Some(why));
+        outcome
+    }
+
+    fn outcome(&mut self) -> Outcome {
         self.engine.stop.store(true, Ordering::Relaxed);
         let mut why = Vec::new();
         match self.paused {

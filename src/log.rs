@@ -1,7 +1,10 @@
 //! Structured logging: a console (stdout) and an append-only logfile, behind one async drain.
+//! The logfile is written a whole line at a time (so a crash leaves at most a torn last
+//! line) and rotated by size (`rotate`).
 //!
-//! Each side is text (slog-term) or JSON lines (slog-json): `--log-format json` for the file,
-//! `--console-json` for the console. A JSON record is one object on one line with `ts`
+//! The logfile is text (slog-term, every key-value) or JSON lines (slog-json, with
+//! `--log-format json`); the console is short lines for people (`console`) or JSON lines
+//! (`--console-json`). A JSON record is one object on one line with `ts`
 //! (RFC 3339, UTC), `level`, `msg` and every key-value of the record (`action`, `path`,
 //! `bytes`, `trigger`, `reason`, ...).
 //!
@@ -9,10 +12,14 @@
 //! trail), and its guard flushes on drop: `main` drops it last, after every worker stopped.
 //! While a progress bar is drawn on stderr, console records are written with the bar
 //! cleared, so the two never share a terminal line.
+//!
+//! The logfile is opened through `logfile::LogDir` (no symlink followed, LOGDIR checked), and
+//! every text record (file and console) has its message and values escaped by `escape::line`,
+//! so a file name holding a newline cannot start a line of its own.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, IsTerminal, LineWriter};
-use std::path::{Path, PathBuf};
+use std::io::{self, IsTerminal};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use slog::{
@@ -20,6 +27,9 @@ use slog::{
 };
 
 use crate::cli::LogFormat;
+use crate::console::People;
+use crate::logfile::LogDir;
+use crate::rotate::Rotating;
 
 /// The logfile's name inside LOGDIR.
 pub const LOG_FILE: &str = "replwatch.log";
@@ -36,6 +46,9 @@ pub struct LogSettings<'a> {
     pub verbosity: i8,
     /// The logfile's format.
     pub format: LogFormat,
+    /// Rotate the logfile past this many bytes (0: never), keeping `keep` old ones.
+    pub max_size: u64,
+    pub keep: u32,
     /// JSON lines on the console instead of text.
     pub console_json: bool,
 }
@@ -43,10 +56,10 @@ pub struct LogSettings<'a> {
 type BoxDrain = Box<dyn Drain<Ok = (), Err = Never> + Send>;
 
 /// Create LOGDIR if needed, open the logfile for appending and build the root logger.
-pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
-    std::fs::create_dir_all(s.dir)?;
-    let path = s.dir.join(LOG_FILE);
-    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+/// Returns LOGDIR, held open, for the other files replwatch keeps there.
+pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, Arc<LogDir>)> {
+    let dir = Arc::new(LogDir::open(s.dir)?);
+    let file = Rotating::open(Arc::clone(&dir), LOG_FILE, s.max_size, s.keep)?;
 
     let console_level = match s.verbosity {
         i8::MIN..=-1 => Level::Warning,
@@ -63,15 +76,11 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
     // A console that goes away (`replwatch ... | head`, a closed terminal) must not stop the
     // mirror: its errors are dropped and the logfile keeps every record.
     let terminal = io::stdout().is_terminal();
-    let console: BoxDrain = match (s.console_json, terminal) {
-        (true, _) => Box::new(InOrder(json(Stdout::default())).ignore_res()),
-        (false, true) => Box::new(Guarded::new(console_colour())),
-        (false, false) => Box::new(
-            slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(Stdout::default()))
-                .use_original_order()
-                .build()
-                .ignore_res(),
-        ),
+    let console: BoxDrain = if s.console_json {
+        Box::new(InOrder(json(Stdout::default())).ignore_res())
+    } else {
+        let colour = terminal && std::env::var_os("NO_COLOR").is_none();
+        Box::new(People::new(Stdout::default(), s.verbosity >= 1, colour))
     };
     let console: BoxDrain = if terminal {
         Box::new(BesideProgress(console))
@@ -81,12 +90,12 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
     let console = LevelFilter::new(console, console_level).fuse();
 
     let file: BoxDrain = match s.format {
-        LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file_lines(file))))),
-        LogFormat::Text => Box::new(WarnOnce::new(
+        LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file)))),
+        LogFormat::Text => Box::new(Escaped(WarnOnce::new(
             slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
                 .use_original_order()
                 .build(),
-        )),
+        ))),
     };
     let file = LevelFilter::new(file, file_level).fuse();
 
@@ -96,25 +105,10 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, PathBuf)> {
         .overflow_strategy(slog_async::OverflowStrategy::Block)
         .build_with_guard();
     let log = Logger::root(drain.fuse(), o!());
-    Ok((log, LogGuard { _guard: guard }, path))
+    Ok((log, LogGuard { _guard: guard }, dir))
 }
 
-/// The human console on a terminal: in colour unless `NO_COLOR` is set.
-fn console_colour() -> impl Drain<Ok = (), Err = io::Error> + Send {
-    let decorator = if std::env::var_os("NO_COLOR").is_some() {
-        slog_term::TermDecorator::new()
-            .stdout()
-            .force_plain()
-            .build()
-    } else {
-        slog_term::TermDecorator::new().stdout().build()
-    };
-    slog_term::FullFormat::new(decorator)
-        .use_original_order()
-        .build()
-}
-
-/// Stdout for the console when it is not a terminal: once the reader has gone (EPIPE) it
+/// Stdout for the console: once the reader has gone (EPIPE) it
 /// takes every write and discards it, so no formatter ever sees an error (slog-term panics
 /// when a write fails in the middle of a record). Other errors drop that write only.
 #[derive(Default)]
@@ -145,47 +139,6 @@ impl io::Write for Stdout {
         }
         Ok(())
     }
-}
-
-/// A console drain that is switched off after its first failure, including a panic inside
-/// the formatter (slog-term's, when the terminal it writes to has been closed).
-struct Guarded<D> {
-    inner: D,
-    dead: std::sync::atomic::AtomicBool,
-}
-
-impl<D> Guarded<D> {
-    fn new(inner: D) -> Self {
-        Guarded {
-            inner,
-            dead: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-impl<D: Drain> Drain for Guarded<D> {
-    type Ok = ();
-    type Err = Never;
-
-    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), Never> {
-        use std::sync::atomic::Ordering::Relaxed;
-        if self.dead.load(Relaxed) {
-            return Ok(());
-        }
-        let logged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.inner.log(record, values).is_ok()
-        }));
-        if !matches!(logged, Ok(true)) {
-            self.dead.store(true, Relaxed);
-        }
-        Ok(())
-    }
-}
-
-/// The logfile as JSON lines: a record is buffered whole and written with one `write`
-/// (O_APPEND), so a crash leaves at most a torn last line, never interleaved ones.
-fn file_lines(file: File) -> LineWriter<File> {
-    LineWriter::with_capacity(64 * 1024, file)
 }
 
 /// One JSON object per record and per line: `ts`, `level`, `msg`, then the record's own
@@ -232,6 +185,34 @@ impl<D: Drain> Drain for InOrder<D> {
         let stat = slog::record_static!(record.level(), record.tag());
         self.0
             .log(&Record::new(&stat, record.msg(), slog::b!(pairs)), values)
+    }
+}
+
+/// Hands records on with their message and string values escaped (`escape::line`): what a
+/// text drain writes is then one line per record, whatever a file name holds.
+struct Escaped<D>(D);
+
+impl<D: Drain> Drain for Escaped<D> {
+    type Ok = D::Ok;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
+        let mut pairs = Pairs(Vec::new());
+        let _ = record.kv().serialize(record, &mut pairs);
+        for (_, v) in &mut pairs.0 {
+            if let Value::S(s) = v
+                && let std::borrow::Cow::Owned(e) = crate::escape::line(s)
+            {
+                *s = e;
+            }
+        }
+        let msg = record.msg().to_string();
+        let msg = crate::escape::line(&msg);
+        let stat = slog::record_static!(record.level(), record.tag());
+        self.0.log(
+            &Record::new(&stat, &format_args!("{msg}"), slog::b!(pairs)),
+            values,
+        )
     }
 }
 

@@ -231,6 +231,14 @@ impl Pending {
             .collect()
     }
 
+    /// The first `n` entries that failed, with why (for the status record).
+    pub fn failing(&self, n: usize) -> impl Iterator<Item = (&Path, &str)> {
+        self.failed
+            .iter()
+            .take(n)
+            .map(|(p, why)| (p.as_path(), why.as_str()))
+    }
+
     /// A few of the entries known not mirrored, for the closing message.
     pub fn examples(&self, n: usize) -> Vec<String> {
         let failed = self

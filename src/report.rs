@@ -58,6 +58,8 @@ pub struct Counters {
     pub compared: Mutex<Vec<PathBuf>>,
     /// Directories whose contents could not be read: only comparing them again decides them.
     pub unread: Mutex<Vec<PathBuf>>,
+    /// The last change made, and its action: for the status record.
+    pub last: Mutex<Option<(PathBuf, &'static str)>>,
     /// A stop request cut this pass or batch short (a stop that came after its last step
     /// did not: what it did is complete).
     pub cut: std::sync::atomic::AtomicBool,
@@ -133,6 +135,7 @@ impl Counters {
             compared: take(&self.compared),
             unread: take(&self.unread),
             full_wanted: self.full_wanted.load(Ordering::Relaxed),
+            last_change: self.last.lock().map(|mut l| l.take()).unwrap_or_default(),
         }
     }
 
@@ -159,6 +162,8 @@ pub struct PassReport {
     pub unread: Vec<PathBuf>,
     /// Only a full pass can settle what this batch met.
     pub full_wanted: bool,
+    /// The last change made, with its action.
+    pub last_change: Option<(PathBuf, &'static str)>,
 }
 
 /// Logs actions and faults with their paths and counts them.
@@ -186,6 +191,9 @@ impl Reporter {
     ) {
         counters.add(tally);
         counters.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Ok(mut l) = counters.last.lock() {
+            *l = Some((path.to_path_buf(), action));
+        }
         let path = shown(path);
         let drift = self.trigger == Trigger::Reconcile;
         info!(self.log, "{}", action;
@@ -225,6 +233,9 @@ impl Reporter {
     /// A rename inside the replica: one record naming both ends.
     pub fn renamed(&self, counters: &Counters, from: &Path, to: &Path, kind: &'static str) {
         counters.add(Tally::Renamed);
+        if let Ok(mut l) = counters.last.lock() {
+            *l = Some((to.to_path_buf(), "rename"));
+        }
         info!(self.log, "rename";
             "action" => "rename", "path" => %to.display(), "from" => %from.display(),
             "kind" => kind, "reason" => "renamed", "bytes" => 0, "trigger" => self.trigger.as_str(),

@@ -8,16 +8,18 @@ use slog::{Logger, error, info, warn};
 use crate::config::Config;
 use crate::exit::Outcome;
 use crate::live::Msg;
+use crate::logfile::LogDir;
 use crate::pass::{Engine, PassError};
 use crate::report::Trigger;
 
-/// Run replwatch as configured and say how it ended.
+/// Run replwatch as configured and say how it ended. Live mode keeps its status record in
+/// `log_dir`.
 ///
 /// Ctrl-C, SIGTERM and SIGHUP set the stop flag (a copy in flight is abandoned and its temp
 /// file removed) and wake the live loop. `--once` interrupted that way exits "partial": the
 /// pass did not finish. Live mode, stopped by a signal or at the end of `--duration`, exits 0
 /// when the replica is known complete and "partial" while any entry is known not mirrored.
-pub fn run(config: &Config, log: &Logger) -> Outcome {
+pub fn run(config: &Config, log: &Logger, log_dir: Arc<LogDir>) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let engine = match Engine::new(config, log, Arc::clone(&stop)) {
         Ok(e) => e,
@@ -55,7 +57,7 @@ pub fn run(config: &Config, log: &Logger) -> Outcome {
         if config.once {
             return once(&engine, log);
         }
-        crate::live::run(config, &engine, log, tx, rx)
+        crate::live::run(config, &engine, log, log_dir, tx, rx)
     })
 }
 

@@ -191,7 +191,9 @@ fn live_service_unit() {
     assert_eq!(c.duration, "forever");
     assert_eq!(unit.get("Service", "Restart"), "on-failure");
     assert_eq!(unit.get("Service", "RestartPreventExitStatus"), "2");
-    assert_eq!(unit.get("Service", "Type"), "exec");
+    assert_eq!(unit.get("Service", "Type"), "notify");
+    assert_eq!(unit.get("Service", "NotifyAccess"), "main");
+    assert!(!unit.get("Service", "WatchdogSec").is_empty());
     assert_eq!(unit.get("Install", "WantedBy"), "multi-user.target");
 }
 

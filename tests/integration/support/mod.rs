@@ -144,6 +144,19 @@ pub fn as_nobody(env: &Env, setpriv: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `replwatch -s SRC -r REP -l LOGS` plus `extra` as a user for whom `chmod 000` means
+/// something: NOBODY (through `setpriv`, after `open_to_nobody`) when the tests run as root,
+/// the current user otherwise. Call before making anything in SRC unreadable.
+pub fn unprivileged(env: &Env, extra: &[&str]) -> Command {
+    if is_root() {
+        let setpriv = find_setpriv().expect("setpriv (util-linux) is needed to run as nobody");
+        open_to_nobody(env);
+        as_nobody(env, &setpriv, extra)
+    } else {
+        env.cmd(extra)
+    }
+}
+
 pub fn replwatch() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_replwatch"));
     c.env("NO_COLOR", "1");
