@@ -39,6 +39,7 @@ pub mod exit;
 mod fscaps;
 mod handle;
 mod links;
+mod lister;
 mod live;
 pub mod log;
 pub mod logfile;

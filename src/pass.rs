@@ -25,7 +25,6 @@ use crate::plan::{PlanOptions, mode_kept};
 use crate::queue::{Batch, moved};
 use crate::report::{Counters, PassReport, Reporter, Trigger};
 use crate::roots::{ReplicaMoved, ReplicaRoot, SourceProblem, SourceRoot};
-use crate::scan::scan_dir;
 use crate::sink::{DryRun, Sink};
 use crate::versions::{Keeper, Retention};
 use crate::walk::{self, Body, Ctx, Walk};
@@ -251,21 +250,18 @@ impl Engine {
 
     /// One full reconciliation of the whole tree.
     pub fn full_pass(&self, trigger: Trigger) -> Result<PassReport, PassError> {
-        self.run(trigger, None, &|walk, src, dst| {
-            // The replica before the source (see `walk::Walk::compare`).
-            let lists = (|| {
-                let d = dst.map(scan_dir).transpose()?;
-                Ok::<_, io::Error>((scan_dir(src)?, d))
-            })();
-            match lists {
+        self.run(
+            trigger,
+            None,
+            &|walk, src, dst| match walk.list_pair(src, dst) {
                 Ok((sl, dl)) => {
                     let root = new_state(dup(src), dst.map(dup), PathBuf::new(), false);
-                    walk.dir(root, sl, dl.unwrap_or_default(), true);
+                    walk.dir(root, sl, dl, true);
                     walk.drain();
                 }
-                Err(e) => walk.fault("scan", Path::new(""), &e),
-            }
-        })
+                Err((what, e)) => walk.fault(what, Path::new(""), &e),
+            },
+        )
     }
 
     /// Bring what a batch of watcher events points at up to date: renames first, in the

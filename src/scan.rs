@@ -24,23 +24,37 @@ pub struct Listing {
 /// List the directory behind `dir`. Entries that vanish between listing and stat are left
 /// out, as if the listing had come a moment later.
 pub fn scan_dir(dir: impl AsFd) -> io::Result<Listing> {
-    let dir = dir.as_fd();
-    let mut listing = Listing::default();
-    for item in Dir::read_from(dir)? {
+    let names = read_names(dir.as_fd())?;
+    Ok(stat_names(dir, names))
+}
+
+/// The names in a directory (no stat): the part of a listing that says what exists.
+pub fn read_names(dir: impl AsFd) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for item in Dir::read_from(dir.as_fd())? {
         let item = item?;
         let name = item.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(name).to_owned());
         }
-        let name = OsStr::from_bytes(name);
-        match stat_entry(dir, name) {
+    }
+    Ok(names)
+}
+
+/// Stat `names` in `dir` into a listing sorted by name.
+pub fn stat_names(dir: impl AsFd, names: Vec<OsString>) -> Listing {
+    let dir = dir.as_fd();
+    let mut listing = Listing::default();
+    listing.entries.reserve(names.len());
+    for name in names {
+        match stat_entry(dir, &name) {
             Ok(Some(e)) => listing.entries.push(e),
             Ok(None) => {}
-            Err(err) => listing.errors.push((name.to_owned(), err)),
+            Err(err) => listing.errors.push((name, err)),
         }
     }
     listing.entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    Ok(listing)
+    listing
 }
 
 /// Does the directory hold any entry that `keep` accepts? Reads names only (no stat), and

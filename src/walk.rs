@@ -19,10 +19,11 @@ use crate::exclude::Excludes;
 use crate::exec::{BATCH_BYTES, BATCH_FILES, DirState, Job, new_state, release, with_workers};
 use crate::handle::{open_child_dir, open_dir_beneath};
 use crate::links::{Found, LinkSets};
+use crate::lister::Half;
 use crate::plan::{Action, PlanOptions, plan_dir, rename_matches, reserve_root};
 use crate::queue::Batch;
 use crate::report::{Counters, Reporter};
-use crate::scan::{Listing, scan_dir, stat_entry};
+use crate::scan::{Listing, read_names, scan_dir, stat_entry};
 use crate::sink::Sink;
 use crate::tempname::is_temp_name;
 
@@ -84,6 +85,8 @@ pub(crate) struct Walk<'a> {
     /// Directories holding other names of files a batch copied anew: compared too, so those
     /// names are linked to the new copy.
     relink: Vec<PathBuf>,
+    /// Reads the replica half of each listing beside the walker (none: read here).
+    lister: Option<crate::lister::Lister>,
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
@@ -113,6 +116,7 @@ pub(crate) fn walk<'a>(
             links: Vec::new(),
             new_sets: Vec::new(),
             relink: Vec::new(),
+            lister: crate::lister::Lister::new().ok(),
         };
         body(&mut walk);
         (walk.links, walk.new_sets)
@@ -346,14 +350,24 @@ impl Walk<'_> {
         if !ns.any() && !plan.caps.perms {
             return;
         }
-        for (name, err) in crate::xattr::read_listing(&state.src, &mut src.entries, ns) {
-            src.entries.retain(|e| e.name != name);
-            src.errors.push((name, err));
-        }
+        self.read_source_xattrs(&state.src, src);
         if ns.any()
             && let Some(d) = &state.dst
         {
+            // What the lister has not read already (a listing made here, an overlay entry).
             let _ = crate::xattr::read_listing(d, &mut dst.entries, ns);
+        }
+    }
+
+    /// The source half of `read_xattrs` (entries not read yet only).
+    fn read_source_xattrs(&self, dir: &OwnedFd, src: &mut Listing) {
+        let plan = self.ctx.plan;
+        if !plan.xattrs.any() && !plan.caps.perms {
+            return;
+        }
+        for (name, err) in crate::xattr::read_listing(dir, &mut src.entries, plan.xattrs) {
+            src.entries.retain(|e| e.name != name);
+            src.errors.push((name, err));
         }
     }
 
@@ -507,12 +521,7 @@ impl Walk<'_> {
                 if !task.scan {
                     return Ok((src, Listing::default(), dst, None));
                 }
-                // The replica first: see `compare`.
-                let dst_list = match &dst {
-                    Some(d) => scan_dir(d).map_err(|e| ("scan replica", e))?,
-                    None => Listing::default(),
-                };
-                let src_list = scan_dir(&src).map_err(|e| ("scan", e))?;
+                let (src_list, dst_list) = self.list_pair(&src, dst.as_ref())?;
                 Ok::<_, (&'static str, io::Error)>((src, src_list, dst, Some(dst_list)))
             })();
             match opened {
@@ -567,19 +576,46 @@ impl Walk<'_> {
             // once is what a real pass does; twice would count a dry run's removals twice.
             return;
         }
-        let lists = (|| {
-            // The replica is listed before the source, everywhere: a batch that mirrors a
-            // change in between (on another thread, beside a full pass) then only makes the
-            // source look newer than the replica listing, which leads to redundant copies,
-            // never to removing what the source now has.
-            let d = scan_dir(&dst).map_err(|e| ("scan replica", e))?;
-            let s = scan_dir(&src).map_err(|e| ("scan", e))?;
-            Ok::<_, (&'static str, io::Error)>((s, d))
-        })();
+        let lists = self.list_pair(&src, Some(&dst));
         match lists {
             Ok((sl, dl)) => self.dir(new_state(src, Some(dst), base, false), sl, dl, false),
             Err((what, e)) => self.fault(what, &base, &e),
         }
+    }
+
+    /// The listings of a directory pair (the replica's empty where it has none).
+    ///
+    /// What the replica holds is read before the source is listed, everywhere: a batch that
+    /// mirrors a change in between (on another thread, beside a full pass) then only makes the
+    /// source look newer than the replica listing, which leads to redundant copies, never to
+    /// removing what the source now has. Only the replica's names must come first: their stats
+    /// and attributes are read by the lister while the walker lists the source.
+    pub(crate) fn list_pair(
+        &self,
+        src: &OwnedFd,
+        dst: Option<&OwnedFd>,
+    ) -> Result<(Listing, Listing), (&'static str, io::Error)> {
+        let ns = self.ctx.plan.xattrs;
+        let half = match dst {
+            Some(d) => {
+                let names = read_names(d).map_err(|e| ("scan replica", e))?;
+                Some(match &self.lister {
+                    Some(l) => l.start(d, names, ns),
+                    None => Half::Here(crate::scan::stat_names(d, names)),
+                })
+            }
+            None => None,
+        };
+        let src_list = scan_dir(src).map_err(|e| ("scan", e)).map(|mut l| {
+            self.read_source_xattrs(src, &mut l);
+            l
+        });
+        let dst_list = match (half, &self.lister) {
+            (Some(Half::Away), Some(l)) => l.finish(Half::Away),
+            (Some(Half::Here(l)), _) => l,
+            _ => Listing::default(),
+        };
+        Ok((src_list?, dst_list))
     }
 
     /// Mirror a rename seen in SRC as a rename in REPLICA when the plan says the replica

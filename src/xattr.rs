@@ -341,7 +341,7 @@ pub fn read_mirrored(at: Target<'_>, ns: Namespaces) -> io::Result<Xattrs> {
     Ok(all)
 }
 
-/// Read the attributes of every entry of a listing made under `dir`.
+/// Read the attributes of the entries of a listing made under `dir` that have none read yet.
 pub fn read_listing(
     dir: impl AsFd,
     entries: &mut [crate::entry::Entry],
@@ -349,7 +349,7 @@ pub fn read_listing(
 ) -> Vec<(OsString, io::Error)> {
     let dir = dir.as_fd();
     let mut errors = Vec::new();
-    for e in entries.iter_mut() {
+    for e in entries.iter_mut().filter(|e| e.xattrs.is_none()) {
         match read(Target::At(dir, &e.name), ns) {
             Ok(x) => e.xattrs = Some(x),
             Err(err) if err.kind() == io::ErrorKind::NotFound => e.xattrs = Some(Vec::new()),

@@ -126,7 +126,7 @@ fn deleted_files_and_directories_are_kept_in_the_versions_folder() {
     fs::remove_file(env.src.join(".bashrc")).unwrap();
     fs::remove_file(env.src.join("sub/x.txt")).unwrap();
     fs::remove_dir_all(env.src.join("d")).unwrap();
-    let out = once_v_ok(&env, &[]);
+    once_v_ok(&env, &[]);
 
     let a = versions_of(&env, "", "a", ".txt");
     assert_eq!(a.len(), 1, "{:?}", versions(&env));
@@ -147,7 +147,8 @@ fn deleted_files_and_directories_are_kept_in_the_versions_folder() {
     assert_eq!(mode(env.rep.join(VERSIONS)), 0o700);
     assert_eq!(mode(env.rep.join(VERSIONS).join("sub")), 0o700);
 
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The logfile keeps every structured record (the console shows people a short line).
+    let stdout = env.log_text();
     for to in [&a[0], &d[0], &x[0]] {
         let to = to.strip_prefix(&env.rep).unwrap().display().to_string();
         assert!(
