@@ -76,6 +76,7 @@ impl Applier<'_> {
                 return self.copy(dir, name, *reason, &path, self.keeps(action));
             }
             Action::CheckContent { name } => return self.check_content(dir, name, &path),
+            Action::AppendFile { name } => return self.append(dir, name, &path),
             Action::Symlink {
                 name,
                 target,
@@ -212,21 +213,50 @@ impl Applier<'_> {
                 self.report(tally, "copy", path, Kind::File, why, bytes);
                 true
             }
-            Err(e @ (CopyError::Busy | CopyError::Unstable)) if self.defer => {
+            Err(e) => self.copy_failed(path, e),
+        }
+    }
+
+    /// A source that grew: only its new bytes, if the replica holds the rest (see `append`),
+    /// else a whole copy.
+    fn append(&self, dir: DirPair<'_>, name: &OsStr, path: &Path) -> Done {
+        let snapshot = self.snapshot.is_some_and(|s| s.contains(path));
+        let opts = self.copy;
+        match crate::append::append_file(dir.src, dir.dst, name, opts, snapshot, self.stop) {
+            Ok(Some(bytes)) => {
+                self.report(
+                    Tally::Updated,
+                    "append",
+                    path,
+                    Kind::File,
+                    "appended",
+                    bytes,
+                );
+                true
+            }
+            Ok(None) => self.copy(dir, name, Reason::Changed, path, false),
+            Err(e) => self.copy_failed(path, e),
+        }
+    }
+
+    /// Report a copy that did not land.
+    fn copy_failed(&self, path: &Path, e: CopyError) -> Done {
+        match e {
+            e @ (CopyError::Busy | CopyError::Unstable) if self.defer => {
                 self.reporter.deferred(self.counters, path, &e.to_string());
                 false
             }
-            Err(CopyError::Io(e)) => {
+            CopyError::Io(e) => {
                 self.reporter.fault(self.counters, "copy", path, &e);
                 false
             }
-            Err(CopyError::Stopped) => {
+            CopyError::Stopped => {
                 self.counters
                     .cut
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 false
             }
-            Err(e) => {
+            e => {
                 self.reporter
                     .fault_msg(self.counters, "copy", path, &e.to_string());
                 false
@@ -495,7 +525,7 @@ fn verb(action: &Action) -> &'static str {
     match action {
         Action::Remove { .. } => "remove",
         Action::MakeDir { .. } => "mkdir",
-        Action::CopyFile { .. } | Action::CheckContent { .. } => "copy",
+        Action::CopyFile { .. } | Action::CheckContent { .. } | Action::AppendFile { .. } => "copy",
         Action::Symlink { .. } => "symlink",
         Action::SetMeta { .. } => "meta",
         Action::Link { .. } => "link",

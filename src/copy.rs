@@ -27,7 +27,7 @@ const CHUNK: usize = 16 << 20;
 /// How recent a change must be to suspect a write still in progress.
 pub const IN_FLIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 /// Wait before retrying a file that changed under us (times the attempt number).
-const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+pub(crate) const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CopyOptions {
@@ -143,7 +143,7 @@ pub fn open_source(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, CopyErr
     }
 }
 
-fn unchanged(before: &Stat, after: &Stat) -> bool {
+pub(crate) fn unchanged(before: &Stat, after: &Stat) -> bool {
     before.st_ino == after.st_ino
         && before.st_dev == after.st_dev
         && before.st_size == after.st_size
@@ -196,36 +196,7 @@ pub fn copy_file(
         if !unchanged(&before, &after) || copied != before.st_size as u64 {
             continue; // the temp removes itself
         }
-        // Read before the after-copy stat would not do: an attribute change moves ctime,
-        // which that check compares, so these belong to the bytes just copied.
-        let attrs = if opts.xattrs.any() || opts.mode_mask != 0 {
-            xattr::read(xattr::Target::Fd(src.as_fd()), opts.xattrs)?
-        } else {
-            Vec::new()
-        };
-        if opts.owner {
-            fchown(&out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
-        }
-        if opts.mode_mask != 0 {
-            let mode = crate::plan::source_mode(before.st_mode & 0o7777, &attrs, opts.xattrs);
-            fchmod(&out, Mode::from_raw_mode((mode & opts.mode_mask) as _))?;
-        }
-        if opts.xattrs.any() {
-            // After the owner: a chown drops file capabilities.
-            let have = xattr::read_mirrored(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
-            xattr::apply(
-                xattr::Target::Fd(out.as_fd()),
-                &xattr::diff(&attrs, &have, opts.xattrs),
-            )?;
-        }
-        futimens(
-            &out,
-            &crate::fscaps::times(
-                before.st_mtime as i64,
-                before.st_mtime_nsec as i64,
-                opts.set_atime,
-            ),
-        )?;
+        finish_meta(&src, &out, &before, opts)?;
         if opts.fsync {
             fsync(&out)?;
         }
@@ -244,13 +215,54 @@ pub fn copy_file(
     })
 }
 
+/// Give `out` the metadata of `src` (stat-ed as `before`): owner, then mode, then extended
+/// attributes and ACLs (after the owner: a chown drops file capabilities), then times.
+///
+/// The attributes are read here, after the copy and its after-copy stat: an attribute change
+/// moves ctime, which that check compares, so these belong to the bytes just copied.
+pub(crate) fn finish_meta(
+    src: &OwnedFd,
+    out: &OwnedFd,
+    before: &Stat,
+    opts: CopyOptions,
+) -> io::Result<()> {
+    let attrs = if opts.xattrs.any() || opts.mode_mask != 0 {
+        xattr::read(xattr::Target::Fd(src.as_fd()), opts.xattrs)?
+    } else {
+        Vec::new()
+    };
+    if opts.owner {
+        fchown(out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
+    }
+    if opts.mode_mask != 0 {
+        let mode = crate::plan::source_mode(before.st_mode & 0o7777, &attrs, opts.xattrs);
+        fchmod(out, Mode::from_raw_mode((mode & opts.mode_mask) as _))?;
+    }
+    if opts.xattrs.any() {
+        let have = xattr::read_mirrored(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
+        xattr::apply(
+            xattr::Target::Fd(out.as_fd()),
+            &xattr::diff(&attrs, &have, opts.xattrs),
+        )?;
+    }
+    futimens(
+        out,
+        &crate::fscaps::times(
+            before.st_mtime,
+            before.st_mtime_nsec as i64,
+            opts.set_atime,
+        ),
+    )?;
+    Ok(())
+}
+
 /// A write that started before our first stat has already moved mtime and ctime, so a
 /// copy made entirely during it would pass the before/after comparison and be torn. Such a
 /// write is recent (ctime within [`IN_FLIGHT_WINDOW`]) and its writer still has the file
 /// open: a read lease, which the kernel refuses while anyone holds the file open for
 /// writing, tells. The lease is only probed (taken and dropped at once), so no writer is
 /// ever delayed. Where leases are not allowed (not our file, or NFS) only stat is trusted.
-fn write_in_flight(src: &OwnedFd, before: &Stat) -> bool {
+pub(crate) fn write_in_flight(src: &OwnedFd, before: &Stat) -> bool {
     let changed = std::time::UNIX_EPOCH
         + std::time::Duration::new(before.st_ctime.max(0) as u64, before.st_ctime_nsec as u32);
     let recent = std::time::SystemTime::now()
@@ -329,7 +341,7 @@ fn data_segment(src: &OwnedFd, at: u64, size: u64) -> Option<(u64, u64)> {
 
 /// Copy bytes `start..end` of `src` to the same offsets of `out`; returns how many (fewer
 /// if the source shrank).
-fn copy_range(
+pub(crate) fn copy_range(
     src: &OwnedFd,
     out: &OwnedFd,
     start: u64,

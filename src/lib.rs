@@ -24,6 +24,7 @@
 //! `main` parses, validates and maps the outcome to an exit code; nothing else lives there.
 //! Modules the binary and the tests use are public; the walk's internals are not.
 
+mod append;
 mod apply;
 pub mod cli;
 pub mod config;

@@ -174,6 +174,7 @@ impl Engine {
             owner: owner && caps.owner,
             caps,
             hard_links: config.hard_links && caps.hard_links,
+            appends: config.versions.is_none(),
             xattrs: Namespaces {
                 user: config.xattrs && caps.xattr_user,
                 acl: config.acls && caps.acl,

@@ -29,6 +29,9 @@ pub struct PlanOptions {
     pub hard_links: bool,
     /// The extended attributes and ACLs mirrored (`rsync -AX`).
     pub xattrs: Namespaces,
+    /// A file that grew may have only its new bytes copied, in place (see `append`): not
+    /// with `--versions`, which keeps the old file.
+    pub appends: bool,
 }
 
 /// Why an entry is copied or replaced: logged with every action.
@@ -93,6 +96,9 @@ pub enum Action {
     CopyFile { name: OsString, reason: Reason },
     /// Same size, `--checksum`: hash both and copy only if they differ (fix metadata anyway).
     CheckContent { name: OsString },
+    /// The source grew: if the replica file is its prefix, copy only the rest into it (then
+    /// its metadata); if not, copy it whole, as `CopyFile` with `Reason::Changed`.
+    AppendFile { name: OsString },
     /// Create or retarget a symlink, atomically.
     Symlink {
         name: OsString,
@@ -156,6 +162,7 @@ impl Action {
             | Action::MakeDir { name, .. }
             | Action::CopyFile { name, .. }
             | Action::CheckContent { name }
+            | Action::AppendFile { name }
             | Action::Symlink { name, .. }
             | Action::SetMeta { name, .. }
             | Action::Link { name, .. }
@@ -398,7 +405,10 @@ fn plan_link(
         Some(r) if r.kind == Kind::File && link.leader_ino == Some(r.ino) => {
             let mut own = Vec::new();
             plan_same_kind(src, r, opts, &mut own);
-            if own.iter().any(|a| matches!(a, Action::CopyFile { .. })) {
+            if own
+                .iter()
+                .any(|a| matches!(a, Action::CopyFile { .. } | Action::AppendFile { .. }))
+            {
                 out.push(to_leader(Reason::Changed));
             } else if !link.leader_in_walk {
                 out.extend(own);
@@ -430,9 +440,20 @@ fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Act
         Kind::Dir | Kind::Special => {}
         Kind::File => {
             if src.size != rep.size || (!opts.checksum && !same_time(src.mtime, rep.mtime, opts)) {
-                out.push(Action::CopyFile {
-                    name: src.name.clone(),
-                    reason: Reason::Changed,
+                let grew = opts.appends
+                    && !opts.checksum
+                    && src.size > rep.size
+                    && rep.size >= crate::append::APPEND_MIN
+                    && !shared_beyond_mirror(src, rep, opts);
+                out.push(if grew {
+                    Action::AppendFile {
+                        name: src.name.clone(),
+                    }
+                } else {
+                    Action::CopyFile {
+                        name: src.name.clone(),
+                        reason: Reason::Changed,
+                    }
                 });
             } else if opts.checksum {
                 out.push(Action::CheckContent {

@@ -229,6 +229,7 @@ impl Sink for DryRun<'_> {
                 self.line(sym, "file", &path, &note);
             }
             Action::CheckContent { .. } => self.line('?', "file", &path, "checksum compare"),
+            Action::AppendFile { .. } => self.line('>', "file", &path, "appended, if a prefix"),
             Action::Symlink { target, reason, .. } => {
                 let note = format!("{} -> {}", reason.as_str(), Path::new(target).display());
                 self.line('+', "symlink", &path, &self.noted(note, keeps));

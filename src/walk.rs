@@ -274,7 +274,9 @@ impl Walk<'_> {
                 continue;
             }
             match action {
-                Action::CopyFile { name, .. } | Action::CheckContent { name } => {
+                Action::CopyFile { name, .. }
+                | Action::CheckContent { name }
+                | Action::AppendFile { name } => {
                     if self.jobs.is_none() {
                         self.sink.apply(state.target(), action);
                         continue;

@@ -96,7 +96,7 @@ fn apply(source: &[Entry], mut model: Model, actions: &[Action], opts: PlanOptio
                 (d.mode, d.mtime, (d.uid, d.gid)) = (0o755, NOW, RUNNER);
                 model.insert(name.clone(), d);
             }
-            Action::CopyFile { .. } | Action::Symlink { .. } => {
+            Action::CopyFile { .. } | Action::AppendFile { .. } | Action::Symlink { .. } => {
                 let s = src.unwrap_or_else(|| panic!("{a:?} without a source"));
                 let (want, target) = match a {
                     Action::Symlink { target, .. } => (Kind::Symlink, Some(target)),

@@ -195,3 +195,95 @@ fn the_watch_limit_degrades_and_recovers() {
         live.output()
     );
 }
+
+/// A file that only grew at its end (a log) has only its new bytes copied, into the replica
+/// file itself (same inode), after its old bytes were checked to be the source's prefix; a
+/// file that grew but changed before its old end is copied whole.
+#[test]
+fn appended_files_copy_only_the_tail() {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let mut log = bytes(1 << 20, 3);
+    write(env.src.join("app.log"), &log);
+    write(env.src.join("db"), bytes(1 << 20, 4));
+    env.once_ok();
+    let ino = fs::metadata(env.rep.join("app.log")).unwrap().ino();
+
+    let tail = b"one more line\n";
+    fs::OpenOptions::new()
+        .append(true)
+        .open(env.src.join("app.log"))
+        .unwrap()
+        .write_all(tail)
+        .unwrap();
+    log.extend_from_slice(tail);
+    // `db` grows too, but one byte before its old end changes as well: not an append.
+    let mut db = bytes(1 << 20, 4);
+    db[(1 << 20) - 1] ^= 0xff;
+    db.extend_from_slice(b"grown");
+    write(env.src.join("db"), &db);
+
+    env.once_ok();
+    assert_eq!(fs::read(env.rep.join("app.log")).unwrap(), log);
+    assert_eq!(fs::read(env.rep.join("db")).unwrap(), db);
+    assert_eq!(fs::metadata(env.rep.join("app.log")).unwrap().ino(), ino);
+    let text = env.log_text();
+    let append = text
+        .lines()
+        .find(|l| l.contains("action: append") && l.contains("path: app.log"))
+        .unwrap_or_else(|| panic!("no append record:\n{text}"));
+    assert!(
+        append.contains(&format!("bytes: {},", tail.len())),
+        "{append}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("action: copy")
+            && l.contains("path: db")
+            && l.contains("bytes: 1048581")),
+        "{text}"
+    );
+}
+
+/// Live: a log appended to line by line costs its lines, not its length, at each change.
+#[test]
+fn a_growing_log_costs_its_new_bytes_in_live_mode() {
+    use std::io::Write;
+    let _g = crate::live::serial();
+    let env = Env::new();
+    write(env.src.join("app.log"), bytes(1 << 20, 9));
+    let live = Live::start(&env);
+    converge(&env);
+    for i in 0..20 {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(env.src.join("app.log"))
+            .unwrap()
+            .write_all(format!("line {i}\n").as_bytes())
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    converge(&env);
+    live.wait_log(&["action: append", "path: app.log"], LOG_WAIT);
+    let copied: u64 = live
+        .log_after_watching()
+        .iter()
+        .filter(|l| {
+            l.contains("path: app.log")
+                && (l.contains("action: append") || l.contains("action: copy"))
+        })
+        .filter_map(|l| {
+            l.split("bytes: ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    assert!(
+        copied <= 20 * 8,
+        "{copied} bytes copied for 20 short lines:\n{}",
+        live.output()
+    );
+}

@@ -1,0 +1,109 @@
+//! Copying only what was appended (`rsync --append-verify`).
+//!
+//! A log that grows by a line is otherwise copied whole at every change: 8 MiB written to the
+//! replica for a few bytes. When the plan sees a replica file that is shorter than its source
+//! (and big enough for it to matter), the replica's bytes are first checked to be the source's
+//! prefix (both hashed), and then only the rest is copied, into the replica file itself.
+//!
+//! In place, not through a temp file: copying the unchanged prefix again is what this saves.
+//! A reader of the replica sees the old file, then the old file with a longer tail: always a
+//! prefix of the new file, never a mix of old and new bytes at one offset (what a reader of
+//! the source sees while it is appended to). A kill in the middle leaves such a prefix, with
+//! the old mtime, so the next look appends the rest. The plan never chooses this for a replica
+//! file with names outside the mirror, nor with `--versions` (the old file is not kept).
+
+use std::ffi::OsStr;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+
+use rustix::fs::{AtFlags, Mode, OFlags, fstat, fsync, openat, statat};
+use rustix::io::Errno;
+
+use crate::copy::{
+    CopyError, CopyOptions, MAX_ATTEMPTS, RETRY_PAUSE, copy_range, finish_meta, open_source,
+    unchanged, write_in_flight,
+};
+
+/// Smaller replica files are copied whole: hashing both prefixes would cost about as much.
+pub const APPEND_MIN: u64 = 64 << 10;
+
+/// Append to the replica's `name` what its source has beyond it. `Ok(Some(bytes))` when done,
+/// `Ok(None)` when the replica is not a prefix of the source (the caller copies it whole).
+pub fn append_file(
+    src_dir: BorrowedFd<'_>,
+    dst_dir: BorrowedFd<'_>,
+    name: &OsStr,
+    opts: CopyOptions,
+    snapshot: bool,
+    stop: &AtomicBool,
+) -> Result<Option<u64>, CopyError> {
+    let mut busy = 0;
+    let mut appended = 0;
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(RETRY_PAUSE * attempt);
+        }
+        let src = open_source(src_dir, name)?;
+        let before = fstat(&src)?;
+        if crate::scan::kind_of(&before) != crate::entry::Kind::File {
+            return Err(CopyError::Vanished);
+        }
+        if !snapshot && write_in_flight(&src, &before) {
+            busy += 1;
+            continue;
+        }
+        let rep = open_replica_rw(dst_dir, name)?;
+        let have = fstat(&rep)?;
+        let (old, new) = (have.st_size as u64, before.st_size as u64);
+        if crate::scan::kind_of(&have) != crate::entry::Kind::File || old >= new {
+            return Ok(None);
+        }
+        if hash_prefix(&src, old)? != hash_prefix(&rep, old)? {
+            return Ok(None);
+        }
+        let copied = copy_range(&src, &rep, old, new, stop)?;
+        appended += copied;
+        let after = match statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(CopyError::Vanished),
+            Err(e) => return Err(e.into()),
+        };
+        if !unchanged(&before, &after) || old + copied != new {
+            // Changed meanwhile: the replica keeps its old mtime, and the next attempt checks
+            // the longer prefix and appends the rest.
+            continue;
+        }
+        finish_meta(&src, &rep, &before, opts)?;
+        if opts.fsync {
+            fsync(&rep)?;
+        }
+        return Ok(Some(appended));
+    }
+    Err(if busy == MAX_ATTEMPTS {
+        CopyError::Busy
+    } else {
+        CopyError::Unstable
+    })
+}
+
+fn open_replica_rw(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, CopyError> {
+    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    Ok(openat(dir, name, flags, Mode::empty())?)
+}
+
+/// The blake3 hash of a file's first `len` bytes (fewer if it is shorter).
+fn hash_prefix(fd: &OwnedFd, len: u64) -> Result<blake3::Hash, CopyError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut off = 0u64;
+    while off < len {
+        let want = buf.len().min((len - off) as usize);
+        let n = rustix::io::pread(fd, &mut buf[..want], off)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        off += n as u64;
+    }
+    Ok(hasher.finalize())
+}
