@@ -438,7 +438,8 @@ impl Walk<'_> {
     /// compared next, where the plan links them to the new copy.
     fn note_relinks(&mut self, rel: &Path, entries: &[Entry], actions: &[Action]) {
         for a in actions {
-            let Action::CopyFile { name, .. } = a else {
+            // An append may turn into a whole copy (a new inode) too.
+            let (Action::CopyFile { name, .. } | Action::AppendFile { name }) = a else {
                 continue;
             };
             let Ok(i) = entries.binary_search_by(|e| e.name.as_os_str().cmp(name)) else {
