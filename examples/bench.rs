@@ -925,16 +925,23 @@ fn w4(ctx: &Ctx) -> (Workload, Workload, String) {
     (a, b, live)
 }
 
-/// Start live mode on the in-sync pair: time to "watching", and memory while watching.
+/// How long live start-up waits idle before its first reconciliation, and how long of that
+/// is measured as idle.
+const RECONCILE_AFTER: Duration = Duration::from_secs(60);
+const IDLE_WINDOW: Duration = Duration::from_secs(20);
+
+/// Start live mode on the in-sync pair: time to "watching", memory while watching, CPU while
+/// idle, and the CPU of one reconciliation (compare with W2's no-change pass).
 fn live_startup(ctx: &Ctx, src: &Path, dst: &Path, spec: &TreeSpec) -> String {
     eprintln!("W4 live: start-up on the in-sync pair");
     let logs = ctx.scratch.join("w4-live-logs");
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| run | to \"watching\" | inotify watches | VmRSS watching | per watched dir | VmHWM |"
+        "| run | to \"watching\" | inotify watches | VmRSS watching | per watched dir | VmHWM \
+         | idle CPU (% of a core) | one reconciliation, CPU |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
     for run in 0..=ctx.rounds.min(3) {
         remove_tree(&logs);
         if ctx.flush {
@@ -948,7 +955,13 @@ fn live_startup(ctx: &Ctx, src: &Path, dst: &Path, spec: &TreeSpec) -> String {
             .arg(dst)
             .arg("-l")
             .arg(&logs)
-            .args(["-i", "10m", "-d", "1h", "-q"])
+            .args([
+                "-i",
+                &format!("{}s", RECONCILE_AFTER.as_secs()),
+                "-d",
+                "1h",
+                "-q",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| die(&format!("spawn: {e}")));
@@ -967,6 +980,27 @@ fn live_startup(ctx: &Ctx, src: &Path, dst: &Path, spec: &TreeSpec) -> String {
         let rss = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
         let hwm = proc_status_kib(pid, "VmHWM:").unwrap_or(0);
         let watches = inotify_watches(pid);
+        // Idle: nothing changes, no reconciliation yet (the first is RECONCILE_AFTER after
+        // the start). Then one reconciliation: the CPU from here to its `pass done` record.
+        let idle_from = (Instant::now(), proc_sched_ns(pid).unwrap_or(0));
+        std::thread::sleep(IDLE_WINDOW);
+        let idle_to = (Instant::now(), proc_sched_ns(pid).unwrap_or(0));
+        // Threads that end (each walk's lister) take their schedstat with them; the process's
+        // own utime + stime keep it: used for the reconciliation.
+        let cpu_before = proc_cpu(pid).unwrap_or_default();
+        let idle_share = (idle_to.1 - idle_from.1) as f64
+            / idle_to.0.duration_since(idle_from.0).as_nanos() as f64;
+        let reconcile = wait_for_log(
+            &logs.join("replwatch.log"),
+            "trigger: reconcile",
+            RECONCILE_AFTER * 3,
+            &mut child,
+        )
+        .map(|at| {
+            let spent = proc_cpu(pid).unwrap_or_default().saturating_sub(cpu_before);
+            let idle_part = idle_share * at.duration_since(idle_to.0).as_secs_f64();
+            (spent.as_secs_f64() - idle_part).max(0.0)
+        });
         stop_child(child, Duration::from_secs(30));
         let dirs = (spec.dirs + 1) as f64; // + the root
         let label = if run == 0 {
@@ -983,12 +1017,14 @@ fn live_startup(ctx: &Ctx, src: &Path, dst: &Path, spec: &TreeSpec) -> String {
         );
         let _ = writeln!(
             out,
-            "| {label} | {} | {} | {} | {:.2} KiB | {} |",
+            "| {label} | {} | {} | {} | {:.2} KiB | {} | {:.3} % | {} |",
             secs(to_watching),
             thousands(watches as u64),
             mib(rss),
             rss as f64 / dirs,
-            mib(hwm)
+            mib(hwm),
+            idle_share * 100.0,
+            reconcile.map_or("-".to_string(), secs)
         );
     }
     let _ = writeln!(

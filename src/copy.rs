@@ -247,11 +247,7 @@ pub(crate) fn finish_meta(
     }
     futimens(
         out,
-        &crate::fscaps::times(
-            before.st_mtime,
-            before.st_mtime_nsec as i64,
-            opts.set_atime,
-        ),
+        &crate::fscaps::times(before.st_mtime, before.st_mtime_nsec as i64, opts.set_atime),
     )?;
     Ok(())
 }
