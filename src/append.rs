@@ -52,27 +52,42 @@ pub fn append_file(
             busy += 1;
             continue;
         }
-        let rep = open_replica_rw(dst_dir, name)?;
+        let rep = match open_replica_rw(dst_dir, name) {
+            Ok(fd) => fd,
+            // Read-only to us, immutable or append-only: a whole copy replaces it.
+            Err(Errno::ACCESS | Errno::PERM) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let have = fstat(&rep)?;
         let (old, new) = (have.st_size as u64, before.st_size as u64);
-        if crate::scan::kind_of(&have) != crate::entry::Kind::File || old >= new {
+        // Only a file that is ours alone is written in place (the plan checked it; a name
+        // could have been added since).
+        if crate::scan::kind_of(&have) != crate::entry::Kind::File
+            || old >= new
+            || have.st_nlink > 1
+        {
             return Ok(None);
         }
         if hash_prefix(&src, old)? != hash_prefix(&rep, old)? {
             return Ok(None);
         }
-        let copied = copy_range(&src, &rep, old, new, stop)?;
-        appended += copied;
-        let after = match statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Err(CopyError::Vanished),
-            Err(e) => return Err(e.into()),
-        };
-        if !unchanged(&before, &after) || old + copied != new {
-            // Changed meanwhile: the replica keeps its old mtime, and the next attempt checks
-            // the longer prefix and appends the rest.
-            continue;
+        let tail = copy_range(&src, &rep, old, new, stop);
+        let after = statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW);
+        let done =
+            matches!((&tail, &after), (Ok(c), Ok(a)) if unchanged(&before, a) && old + c == new);
+        if !done {
+            // Not a clean append (stopped, failed, or the source changed meanwhile, perhaps
+            // truncated): the replica goes back to the prefix it held, so it never shows
+            // bytes the source did not have. The next attempt looks again.
+            let _ = rustix::fs::ftruncate(&rep, old);
+            match (tail, after) {
+                (Err(e), _) => return Err(e),
+                (_, Err(Errno::NOENT)) => return Err(CopyError::Vanished),
+                (_, Err(e)) => return Err(e.into()),
+                _ => continue,
+            }
         }
+        appended += new - old;
         finish_meta(&src, &rep, &before, opts)?;
         if opts.fsync {
             fsync(&rep)?;
@@ -86,9 +101,10 @@ pub fn append_file(
     })
 }
 
-fn open_replica_rw(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, CopyError> {
-    let flags = OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    Ok(openat(dir, name, flags, Mode::empty())?)
+fn open_replica_rw(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    let flags =
+        OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    openat(dir, name, flags, Mode::empty())
 }
 
 /// The blake3 hash of a file's first `len` bytes (fewer if it is shorter).

@@ -457,11 +457,20 @@ impl Applier<'_> {
             if let Some((u, g)) = fix.owner {
                 fchown(dir.dst, Some(uid(u)), Some(gid(g)))?;
             }
+            if let Some(x) = &fix.xattrs {
+                // Before the mode, while the directory is writable (see `set_meta`).
+                let own = fstat(dir.dst)?.st_mode & 0o7777;
+                if own & 0o200 == 0 {
+                    fchmod(dir.dst, Mode::from_raw_mode(own | 0o200))?;
+                }
+                let done = xattr::apply(xattr::Target::Fd(dir.dst), x);
+                if own & 0o200 == 0 && fix.mode.is_none() {
+                    fchmod(dir.dst, Mode::from_raw_mode(own))?;
+                }
+                done?;
+            }
             if let Some(mode) = fix.mode {
                 fchmod(dir.dst, Mode::from_raw_mode(mode))?;
-            }
-            if let Some(x) = &fix.xattrs {
-                xattr::apply(xattr::Target::Fd(dir.dst), x)?;
             }
             if let Some(t) = fix.mtime {
                 futimens(dir.dst, &times(t.sec, t.nsec as i64, self.copy.set_atime))?;
@@ -565,11 +574,26 @@ pub fn set_meta(
             AtFlags::SYMLINK_NOFOLLOW,
         )?;
     }
+    if let Some(x) = &fix.xattrs {
+        // Before the mode (see `copy::finish_meta`); a replica entry that is read-only now is
+        // made writable for it, and gets its planned mode (or its own again) right after.
+        let at = xattr::Target::At(dir, name);
+        if let Err(e) = xattr::apply(at, x) {
+            let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+            let own = st.st_mode & 0o7777;
+            if e.kind() != io::ErrorKind::PermissionDenied || own & 0o200 != 0 {
+                return Err(e);
+            }
+            chmod_nofollow(dir, name, own | 0o200)?;
+            let done = xattr::apply(at, x);
+            if fix.mode.is_none() {
+                chmod_nofollow(dir, name, own)?;
+            }
+            done?;
+        }
+    }
     if let Some(mode) = fix.mode {
         chmod_nofollow(dir, name, mode)?;
-    }
-    if let Some(x) = &fix.xattrs {
-        xattr::apply(xattr::Target::At(dir, name), x)?;
     }
     if let Some(t) = fix.mtime {
         utimensat(

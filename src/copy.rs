@@ -215,8 +215,9 @@ pub fn copy_file(
     })
 }
 
-/// Give `out` the metadata of `src` (stat-ed as `before`): owner, then mode, then extended
-/// attributes and ACLs (after the owner: a chown drops file capabilities), then times.
+/// Give `out` the metadata of `src` (stat-ed as `before`): owner, then extended attributes
+/// and ACLs (after the owner: a chown drops file capabilities; before the mode: without root,
+/// `user.*` attributes can only be set on a file we may write), then mode, then times.
 ///
 /// The attributes are read here, after the copy and its after-copy stat: an attribute change
 /// moves ctime, which that check compares, so these belong to the bytes just copied.
@@ -234,16 +235,16 @@ pub(crate) fn finish_meta(
     if opts.owner {
         fchown(out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
     }
-    if opts.mode_mask != 0 {
-        let mode = crate::plan::source_mode(before.st_mode & 0o7777, &attrs, opts.xattrs);
-        fchmod(out, Mode::from_raw_mode((mode & opts.mode_mask) as _))?;
-    }
     if opts.xattrs.any() {
         let have = xattr::read_mirrored(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
         xattr::apply(
             xattr::Target::Fd(out.as_fd()),
             &xattr::diff(&attrs, &have, opts.xattrs),
         )?;
+    }
+    if opts.mode_mask != 0 {
+        let mode = crate::plan::source_mode(before.st_mode & 0o7777, &attrs, opts.xattrs);
+        fchmod(out, Mode::from_raw_mode((mode & opts.mode_mask) as _))?;
     }
     futimens(
         out,

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A source inode: device and inode number.
 pub(crate) type Inode = (u64, u64);
 
+#[derive(Clone)]
 struct Set {
     leader: PathBuf,
     /// The walk that last met the leader's name.
@@ -52,6 +53,16 @@ pub(crate) struct LinkSets {
 }
 
 impl LinkSets {
+    /// A copy, for a walk whose findings must not count: the `--max-delete` look-ahead
+    /// plans exactly what the real walk then plans, so it must find the register as that walk
+    /// will.
+    pub(crate) fn snapshot(&self) -> LinkSets {
+        LinkSets {
+            sets: Mutex::new(self.sets.lock().map(|s| s.clone()).unwrap_or_default()),
+            walks: AtomicU64::new(self.walks.load(Ordering::Relaxed)),
+        }
+    }
+
     /// A number for a new walk.
     pub(crate) fn start_walk(&self) -> u64 {
         self.walks.fetch_add(1, Ordering::Relaxed) + 1

@@ -61,11 +61,12 @@ impl Lister {
         Half::Here(read(dir, names, ns))
     }
 
-    /// The listing `start` began.
-    pub(crate) fn finish(&self, half: Half) -> Listing {
+    /// The listing `start` began; `None` if the lister is gone (it panicked): the
+    /// directory is then a fault, never read as empty.
+    pub(crate) fn finish(&self, half: Half) -> Option<Listing> {
         match half {
-            Half::Here(l) => l,
-            Half::Away => self.rx.recv().unwrap_or_default(),
+            Half::Here(l) => Some(l),
+            Half::Away => self.rx.recv().ok(),
         }
     }
 }

@@ -72,6 +72,8 @@ struct Live<'a> {
     limit_reported: bool,
     /// What was last said about it (watched, directories): said again only when it changes.
     coverage_said: Option<(u64, u64)>,
+    /// When a batch last asked for a full pass to find a new link set's other names.
+    link_pass: Option<Instant>,
     queue: Queue,
     /// When the first event of the burst being gathered arrived.
     first_event: Option<Instant>,
@@ -147,6 +149,7 @@ pub fn run(
             watch_partial: false,
             limit_reported: false,
             coverage_said: None,
+            link_pass: None,
             queue: Queue::default(),
             first_event: None,
             last_event: None,
@@ -543,7 +546,14 @@ impl Live<'_> {
                 if !report.failed.is_empty() || !report.deferred.is_empty() {
                     self.report_pending();
                 }
-                if report.full_wanted {
+                // At most one such pass per interval: a tree whose files have names outside SRC
+                // (a package store's links) would otherwise ask at every batch; the interval's
+                // own pass settles what comes after.
+                let due = self
+                    .link_pass
+                    .is_none_or(|at| at.elapsed() >= self.config.interval);
+                if report.full_wanted && due {
+                    self.link_pass = Some(Instant::now());
                     self.queue.full_pass(NEW_LINK_SET);
                     self.first_event.get_or_insert_with(Instant::now);
                 }

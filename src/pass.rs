@@ -354,9 +354,10 @@ impl Engine {
             };
             let look = DryRun::new(None, false);
             let roots = (&src, dst.as_ref());
+            let links = self.links.snapshot();
             self.walk(
                 &look,
-                (&quiet, &Counters::default()),
+                (&quiet, &Counters::default(), &links),
                 0,
                 batch,
                 roots,
@@ -376,9 +377,14 @@ impl Engine {
         let dry_actions = if self.opts.dry_run {
             let dry = DryRun::new(Some(&self.out), self.opts.versions.is_some());
             let roots = (&src, dst.as_ref());
-            self.walk(&dry, (&reporter, &counters), 0, batch, roots, |w| {
-                body(w, &src, dst.as_ref())
-            });
+            self.walk(
+                &dry,
+                (&reporter, &counters, &self.links),
+                0,
+                batch,
+                roots,
+                |w| body(w, &src, dst.as_ref()),
+            );
             Some(dry.actions.load(Ordering::Relaxed))
         } else {
             let applier = Applier {
@@ -394,7 +400,7 @@ impl Engine {
             applier.open_versions();
             self.walk(
                 &applier,
-                (&reporter, &counters),
+                (&reporter, &counters, &self.links),
                 self.opts.workers,
                 batch,
                 (&src, dst.as_ref()),
@@ -426,7 +432,7 @@ impl Engine {
     fn walk(
         &self,
         sink: &dyn Sink,
-        (reporter, counters): (&Reporter, &Counters),
+        (reporter, counters, links): (&Reporter, &Counters, &LinkSets),
         workers: usize,
         batch: Option<&Batch>,
         roots: (&OwnedFd, Option<&OwnedFd>),
@@ -438,7 +444,7 @@ impl Engine {
             plan: self.opts.plan,
             excludes: &self.opts.excludes,
             stop: &self.stop,
-            links: &self.links,
+            links,
             roots,
         };
         walk::walk(sink, ctx, workers, batch, body);

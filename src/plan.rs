@@ -428,11 +428,12 @@ fn plan_link(
     }
 }
 
-/// Does the replica inode have names beyond those the mirror gives it? With hard links
-/// mirrored, it may have as many as the source inode; without, only one.
-fn shared_beyond_mirror(src: &Entry, rep: &Entry, opts: PlanOptions) -> bool {
-    let ours = if opts.hard_links { src.nlink.max(1) } else { 1 };
-    rep.nlink > ours
+/// May the replica inode have names outside the mirror? Any inode with more than one name
+/// may: the source's own count includes names outside SRC, so it cannot say which of the
+/// replica's names are ours. Such an inode is never changed in place: it is replaced, and
+/// the other names of its link set are linked to the new copy (see `plan_link`).
+fn shared_beyond_mirror(_src: &Entry, rep: &Entry, _opts: PlanOptions) -> bool {
+    rep.nlink > 1
 }
 
 fn plan_same_kind(src: &Entry, rep: &Entry, opts: PlanOptions, out: &mut Vec<Action>) {
@@ -518,6 +519,22 @@ pub fn meta_fix(src: &Entry, rep: &Entry, opts: PlanOptions, with_mode: bool) ->
             Some(crate::xattr::diff(s, r, opts.xattrs)).filter(|f| !f.is_empty())
         }
         _ => None,
+    };
+    // A chown drops file capabilities: set them again after it.
+    let xattrs = match (owner, &src.xattrs) {
+        (Some(_), Some(attrs)) if opts.xattrs.privileged => {
+            match attrs.iter().find(|(n, _)| n == "security.capability") {
+                Some(cap) => {
+                    let mut fix = xattrs.unwrap_or_default();
+                    if !fix.set.contains(cap) {
+                        fix.set.push(cap.clone());
+                    }
+                    Some(fix)
+                }
+                None => xattrs,
+            }
+        }
+        _ => xattrs,
     };
     MetaFix {
         mode: (with_mode && (mode & kept != rep.mode & kept || chown_clears_mode))
@@ -1122,16 +1139,18 @@ mod tests {
             &plan_dir(std::slice::from_ref(&src), &[dir], &[], links())[..],
             [Action::Remove { .. }, a] if *a == link(Reason::TypeChange)
         ));
-        // Already the leader's inode: nothing, its metadata is the leader's to fix...
+        // Already the leader's inode, nothing differs: nothing to do, in this walk or not.
         let mut same = copy.clone();
-        (same.ino, same.nlink, same.mode) = (7, 2, 0o600);
+        (same.ino, same.nlink) = (7, 2);
         assert!(plan_dir(std::slice::from_ref(&src), &[same.clone()], &[], links()).is_empty());
-        // ...unless the leader is not planned in this walk.
-        let alone = follower(Some(7), false);
-        assert!(matches!(
-            &plan_dir(&[alone], &[same.clone()], &[], links())[..],
-            [Action::SetMeta { .. }]
-        ));
+        assert!(plan_dir(&[follower(Some(7), false)], &[same.clone()], &[], links()).is_empty());
+        // Its metadata differs: an inode with two names is never changed in place, so the
+        // leader is copied anew and this name linked to the copy.
+        same.mode = 0o600;
+        assert_eq!(
+            plan_dir(std::slice::from_ref(&src), &[same.clone()], &[], links()),
+            [link(Reason::Changed)]
+        );
         // The leader's inode is stale (the leader is copied anew): linked to the new copy.
         let stale = follower(None, true);
         assert_eq!(
@@ -1141,22 +1160,45 @@ mod tests {
     }
 
     #[test]
-    fn a_linked_replica_inode_is_changed_in_place_only_within_its_link_set() {
+    fn a_replica_inode_with_other_names_is_never_changed_in_place() {
+        // Two names in SRC and two in the replica: one of the replica's could still be outside
+        // it (a `--link-dest` backup of the replica), since SRC's count includes names
+        // outside SRC. Replaced; the set's other names are then linked to the new copy.
         let mut src = file("a", 4, 100, 0);
         (src.nlink, src.mode) = (2, 0o600);
         let mut rep = file("a", 4, 100, 0);
         rep.nlink = 2;
+        for r in [2, 3] {
+            rep.nlink = r;
+            assert!(matches!(
+                &plan_dir(
+                    std::slice::from_ref(&src),
+                    std::slice::from_ref(&rep),
+                    &[],
+                    links()
+                )[..],
+                [Action::CopyFile {
+                    reason: Reason::SharedInode,
+                    ..
+                }]
+            ));
+        }
+        // Nor is one appended to in place.
+        let mut grown = file("a", 1 << 20, 200, 0);
+        grown.nlink = 2;
+        let opts = PlanOptions {
+            appends: true,
+            ..links()
+        };
+        rep.size = 1 << 19;
         assert!(matches!(
-            &plan_dir(&[src.clone()], &[rep.clone()], &[], links())[..],
-            [Action::SetMeta { .. }]
+            &plan_dir(&[grown.clone()], std::slice::from_ref(&rep), &[], opts)[..],
+            [Action::CopyFile { .. }]
         ));
-        rep.nlink = 3;
+        rep.nlink = 1;
         assert!(matches!(
-            &plan_dir(&[src], &[rep], &[], links())[..],
-            [Action::CopyFile {
-                reason: Reason::SharedInode,
-                ..
-            }]
+            &plan_dir(&[grown], &[rep], &[], opts)[..],
+            [Action::AppendFile { .. }]
         ));
     }
 

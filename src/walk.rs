@@ -170,10 +170,23 @@ fn make_links(sink: &dyn Sink, ctx: Ctx<'_>, links: Vec<(PathBuf, Action)>) {
             let Action::Link { leader, .. } = action else {
                 continue;
             };
-            let leader_dir = split(leader).and_then(|(dir, name)| {
-                let d = open_dir_beneath(dst_root?, &dir).ok()?;
-                Some((d, name))
-            });
+            let leader_dir = match (split(leader), dst_root) {
+                (Some((dir, name)), Some(root)) => match open_dir_beneath(root, &dir) {
+                    Ok(d) => Some((d, name)),
+                    Err(e) => {
+                        let path = state.rel.join(action.name());
+                        ctx.reporter.fault(
+                            ctx.counters,
+                            "open the hard link's replica dir",
+                            &path,
+                            &e,
+                        );
+                        continue;
+                    }
+                },
+                // A dry run without a replica: nothing to open.
+                _ => None,
+            };
             sink.link(
                 state.target(),
                 leader_dir.as_ref().map(|(d, n)| (d.as_fd(), *n)),
@@ -237,6 +250,13 @@ impl Walk<'_> {
         c.counters
             .scanned
             .fetch_add(src.entries.len() as u64, Ordering::Relaxed);
+        // REPLICA's versions folder is no part of the mirror (see `versions`): out of both
+        // listings before anything else looks at them.
+        let mut actions = if state.rel.as_os_str().is_empty() {
+            reserve_root(&mut src.entries, &mut dst.entries, c.plan)
+        } else {
+            Vec::new()
+        };
         self.read_xattrs(&state, &mut src, &mut dst);
         if c.plan.hard_links {
             self.link_sets(&state.rel, &mut src.entries);
@@ -248,12 +268,6 @@ impl Walk<'_> {
                 .fault(c.counters, "scan", &state.rel.join(&name), &err);
             keep.push(name);
         }
-        // REPLICA's versions folder is no part of the mirror (see `versions`).
-        let mut actions = if state.rel.as_os_str().is_empty() {
-            reserve_root(&mut src.entries, &mut dst.entries, c.plan)
-        } else {
-            Vec::new()
-        };
         actions.extend(plan_dir(&src.entries, &dst.entries, &keep, c.plan));
         if c.plan.hard_links && self.batch.is_some() {
             self.note_relinks(&state.rel, &src.entries, &actions);
@@ -369,7 +383,10 @@ impl Walk<'_> {
         }
         for (name, err) in crate::xattr::read_listing(dir, &mut src.entries, plan.xattrs) {
             src.entries.retain(|e| e.name != name);
-            src.errors.push((name, err));
+            // Gone since it was listed: as if the listing had come a moment later (`scan`).
+            if err.kind() != io::ErrorKind::NotFound {
+                src.errors.push((name, err));
+            }
         }
     }
 
@@ -381,8 +398,10 @@ impl Walk<'_> {
         let (src_root, dst_root) = self.ctx.roots;
         let links = self.ctx.links;
         let full = self.batch.is_none();
+        let caps = self.ctx.plan.caps;
         for e in entries.iter_mut() {
-            if e.kind != Kind::File || e.nlink < 2 {
+            // A name the replica cannot hold is not mirrored: it must not lead a set.
+            if e.kind != Kind::File || e.nlink < 2 || caps.refuses_name(&e.name).is_some() {
                 continue;
             }
             let inode = (e.dev, e.ino);
@@ -614,7 +633,12 @@ impl Walk<'_> {
             l
         });
         let dst_list = match (half, &self.lister) {
-            (Some(Half::Away), Some(l)) => l.finish(Half::Away),
+            (Some(Half::Away), Some(l)) => l.finish(Half::Away).ok_or_else(|| {
+                (
+                    "scan replica",
+                    io::Error::other("the replica lister thread stopped"),
+                )
+            })?,
             (Some(Half::Here(l)), _) => l,
             _ => Listing::default(),
         };

@@ -232,10 +232,11 @@ pub fn is_vanished(e: &notify::Error) -> bool {
 pub const WATCH_LIMIT_HINT: &str = "raise the limit with \
 `sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/), or use --poll";
 
-/// The directories this process's inotify watches are on, as (device, inode), read from
+/// The inode numbers of the directories this process's inotify watches are on, read from
 /// `/proc/self/fdinfo` (the kernel's own list: notify keeps its own to itself). `None` where
-/// that cannot be read.
-pub fn watched_inodes() -> Option<std::collections::HashSet<(u64, u64)>> {
+/// that cannot be read. Inode numbers alone: the device there is the superblock's, which on
+/// btrfs is not what `stat` says for a subvolume (a rare collision only miscounts).
+pub fn watched_inodes() -> Option<std::collections::HashSet<u64>> {
     let mut out = std::collections::HashSet::new();
     for fd in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
         let is_inotify =
@@ -249,10 +250,8 @@ pub fn watched_inodes() -> Option<std::collections::HashSet<(u64, u64)>> {
                 let v = line.split_whitespace().find_map(|w| w.strip_prefix(key))?;
                 u64::from_str_radix(v, 16).ok()
             };
-            if let (Some(ino), Some(sdev)) = (field("ino:"), field("sdev:")) {
-                // The kernel's own device number: 12 bits of major, 20 of minor.
-                let dev = libc::makedev((sdev >> 20) as u32, (sdev & 0xfffff) as u32);
-                out.insert((dev, ino));
+            if let Some(ino) = field("ino:") {
+                out.insert(ino);
             }
         }
     }
@@ -269,7 +268,7 @@ pub struct Coverage {
 /// Walk SRC's directories (handles, no symlinks followed) and find those without a watch.
 pub fn coverage(root: &Path) -> std::io::Result<Coverage> {
     struct Dirs<'a> {
-        watched: &'a std::collections::HashSet<(u64, u64)>,
+        watched: &'a std::collections::HashSet<u64>,
         cov: Coverage,
     }
     impl crate::subtree::Visitor for Dirs<'_> {
@@ -286,7 +285,7 @@ pub fn coverage(root: &Path) -> std::io::Result<Coverage> {
             rel: &Path,
         ) -> std::io::Result<()> {
             self.cov.dirs += 1;
-            if !self.watched.contains(&(e.dev, e.ino)) {
+            if !self.watched.contains(&e.ino) {
                 self.cov.unwatched.push(rel.to_path_buf());
             }
             Ok(())
@@ -302,7 +301,7 @@ pub fn coverage(root: &Path) -> std::io::Result<Coverage> {
             unwatched: Vec::new(),
         },
     };
-    if !watched.contains(&(st.st_dev, st.st_ino)) {
+    if !watched.contains(&st.st_ino) {
         v.cov.unwatched.push(PathBuf::new());
     }
     crate::subtree::walk(std::os::fd::AsFd::as_fd(&dir), Path::new(""), &mut v)?;

@@ -78,7 +78,11 @@ impl Target<'_> {
         match self {
             Target::Fd(fd) => rustix::fs::flistxattr(fd, buf),
             Target::At(dir, name) => match at_syscalls::list(dir, name, buf) {
-                Err(Errno::NOSYS) => rustix::fs::llistxattr(at_path(dir, name), buf),
+                Err(e @ (Errno::NOSYS | Errno::PERM)) => {
+                    let r = rustix::fs::llistxattr(at_path(dir, name), buf);
+                    at_syscalls::fell_back(e, r.is_ok());
+                    r
+                }
                 other => other,
             },
         }
@@ -88,7 +92,11 @@ impl Target<'_> {
         match self {
             Target::Fd(fd) => rustix::fs::fgetxattr(fd, attr, buf),
             Target::At(dir, name) => match at_syscalls::get(dir, name, attr, buf) {
-                Err(Errno::NOSYS) => rustix::fs::lgetxattr(at_path(dir, name), attr, buf),
+                Err(e @ (Errno::NOSYS | Errno::PERM)) => {
+                    let r = rustix::fs::lgetxattr(at_path(dir, name), attr, buf);
+                    at_syscalls::fell_back(e, r.is_ok());
+                    r
+                }
                 other => other,
             },
         }
@@ -113,7 +121,9 @@ impl Target<'_> {
 
 /// `listxattrat` and `getxattrat` (Linux 6.13): the attributes of a name in a directory,
 /// without resolving a path through `/proc` for every entry (a third of a no-change pass's
-/// time). Older kernels say `ENOSYS`, once: the `/proc` path is used from then on.
+/// time). Older kernels say `ENOSYS`, once: the `/proc` path is used from then on. A seccomp
+/// filter that refuses unknown calls says `EPERM`: when the `/proc` path then works, it is
+/// used from then on too.
 mod at_syscalls {
     use std::ffi::{CString, OsStr};
     use std::os::fd::{AsRawFd, BorrowedFd};
@@ -144,6 +154,14 @@ mod at_syscalls {
             MISSING.store(true, Ordering::Relaxed);
         }
         Err(e)
+    }
+
+    /// The `/proc` path answered after this call failed with `e`: if the call is missing
+    /// (`ENOSYS`) or refused as a whole (`EPERM` where the path worked), stop trying it.
+    pub(super) fn fell_back(e: Errno, path_worked: bool) {
+        if e == Errno::NOSYS || path_worked {
+            MISSING.store(true, Ordering::Relaxed);
+        }
     }
 
     fn c(s: &OsStr) -> rustix::io::Result<CString> {
@@ -352,7 +370,7 @@ pub fn read_listing(
     for e in entries.iter_mut().filter(|e| e.xattrs.is_none()) {
         match read(Target::At(dir, &e.name), ns) {
             Ok(x) => e.xattrs = Some(x),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => e.xattrs = Some(Vec::new()),
+            // Gone since it was listed (NotFound) included: the caller decides what that means.
             Err(err) => errors.push((e.name.clone(), err)),
         }
     }

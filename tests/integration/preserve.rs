@@ -19,16 +19,15 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 
 use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Taken first thing by every live test: one watcher at a time.
+/// Taken first thing by every live test: the one lock all live tests share (some change
+/// machine-wide inotify limits while they hold it).
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    crate::live::serial()
 }
 
 // ---- attributes ----
@@ -1004,4 +1003,53 @@ fn live_attribute_only_changes_are_mirrored_without_a_full_pass() {
         "a full pass did the work:\n{}",
         live.log_text()
     );
+}
+
+/// Without root, `user.*` attributes can only be set on a file one may write: a read-only
+/// file (and directory) keeps its attributes because they are set before its mode.
+#[test]
+#[cfg_attr(not(replwatch_root), ignore = "needs root")]
+fn read_only_entries_keep_their_user_attributes_without_root() {
+    let env = Env::new();
+    if !attrs_supported(&env) {
+        return;
+    }
+    let Some(setpriv) = find_setpriv() else {
+        panic!("setpriv (util-linux) is needed to run replwatch as nobody");
+    };
+    write(env.src.join("ro/f"), "read only");
+    set_xattr(env.src.join("ro/f"), "user.origin", b"file");
+    set_xattr(env.src.join("ro"), "user.origin", b"dir");
+    open_to_nobody(&env);
+    for p in [env.src.join("ro/f"), env.src.join("ro"), env.src.clone()] {
+        std::os::unix::fs::lchown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    chmod(env.src.join("ro/f"), 0o444);
+    chmod(env.src.join("ro"), 0o555);
+    let out = as_nobody(&env, &setpriv, &["--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        get_xattr(env.rep.join("ro/f"), "user.origin").as_deref(),
+        Some(&b"file"[..])
+    );
+    assert_eq!(
+        get_xattr(env.rep.join("ro"), "user.origin").as_deref(),
+        Some(&b"dir"[..])
+    );
+    assert_eq!(
+        fs::metadata(env.rep.join("ro/f")).unwrap().mode() & 0o7777,
+        0o444
+    );
+    // An attribute-only change on the read-only entries follows too.
+    chmod(env.src.join("ro"), 0o755);
+    set_xattr(env.src.join("ro/f"), "user.origin", b"changed");
+    chmod(env.src.join("ro"), 0o555);
+    let out = as_nobody(&env, &setpriv, &["--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        get_xattr(env.rep.join("ro/f"), "user.origin").as_deref(),
+        Some(&b"changed"[..])
+    );
+    let out = as_nobody(&env, &setpriv, &["--once"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
