@@ -16,12 +16,12 @@ use std::ffi::OsStr;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicBool;
 
-use rustix::fs::{AtFlags, Mode, OFlags, fstat, fsync, openat, statat};
+use rustix::fs::{Mode, OFlags, fstat, fsync, openat};
 use rustix::io::Errno;
 
 use crate::copy::{
-    CopyError, CopyOptions, MAX_ATTEMPTS, RETRY_PAUSE, copy_range, finish_meta, open_source,
-    unchanged, write_in_flight,
+    CopyError, CopyOptions, MAX_ATTEMPTS, copy_range, finish_meta, gave_up, hash_prefix,
+    open_attempt, stat_after, unchanged,
 };
 
 /// Smaller replica files are copied whole: hashing both prefixes would cost about as much.
@@ -38,20 +38,11 @@ pub fn append_file(
     stop: &AtomicBool,
 ) -> Result<Option<u64>, CopyError> {
     let mut busy = 0;
-    let mut appended = 0;
     for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            std::thread::sleep(RETRY_PAUSE * attempt);
-        }
-        let src = open_source(src_dir, name)?;
-        let before = fstat(&src)?;
-        if crate::scan::kind_of(&before) != crate::entry::Kind::File {
-            return Err(CopyError::Vanished);
-        }
-        if !snapshot && write_in_flight(&src, &before) {
+        let Some((src, before)) = open_attempt(src_dir, name, attempt, snapshot)? else {
             busy += 1;
             continue;
-        }
+        };
         let rep = match open_replica_rw(dst_dir, name) {
             Ok(fd) => fd,
             // Read-only to us, immutable or append-only: a whole copy replaces it.
@@ -72,7 +63,7 @@ pub fn append_file(
             return Ok(None);
         }
         let tail = copy_range(&src, &rep, old, new, stop);
-        let after = statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW);
+        let after = stat_after(src_dir, name);
         let done =
             matches!((&tail, &after), (Ok(c), Ok(a)) if unchanged(&before, a) && old + c == new);
         if !done {
@@ -80,46 +71,21 @@ pub fn append_file(
             // truncated): the replica goes back to the prefix it held, so it never shows
             // bytes the source did not have. The next attempt looks again.
             let _ = rustix::fs::ftruncate(&rep, old);
-            match (tail, after) {
-                (Err(e), _) => return Err(e),
-                (_, Err(Errno::NOENT)) => return Err(CopyError::Vanished),
-                (_, Err(e)) => return Err(e.into()),
-                _ => continue,
-            }
+            tail?;
+            after?;
+            continue;
         }
-        appended += new - old;
         finish_meta(&src, &rep, &before, opts)?;
         if opts.fsync {
             fsync(&rep)?;
         }
-        return Ok(Some(appended));
+        return Ok(Some(new - old));
     }
-    Err(if busy == MAX_ATTEMPTS {
-        CopyError::Busy
-    } else {
-        CopyError::Unstable
-    })
+    Err(gave_up(busy))
 }
 
 fn open_replica_rw(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
     let flags =
         OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     openat(dir, name, flags, Mode::empty())
-}
-
-/// The blake3 hash of a file's first `len` bytes (fewer if it is shorter).
-fn hash_prefix(fd: &OwnedFd, len: u64) -> Result<blake3::Hash, CopyError> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 << 10];
-    let mut off = 0u64;
-    while off < len {
-        let want = buf.len().min((len - off) as usize);
-        let n = rustix::io::pread(fd, &mut buf[..want], off)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        off += n as u64;
-    }
-    Ok(hasher.finalize())
 }

@@ -321,7 +321,7 @@ impl Applier<'_> {
             if ns.any() {
                 let want = xattr::read(xattr::Target::At(dir.src, name), ns)?;
                 let at = xattr::Target::At(dir.dst, &tmp);
-                xattr::apply(at, &xattr::diff(&want, &xattr::read_mirrored(at, ns)?, ns))?;
+                xattr::apply(at, &xattr::diff(&want, &xattr::read(at, ns)?, ns))?;
             }
             let t = times(src.mtime.sec, src.mtime.nsec as i64, self.copy.set_atime);
             utimensat(dir.dst, &*tmp, &t, AtFlags::SYMLINK_NOFOLLOW)?;

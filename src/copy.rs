@@ -7,8 +7,7 @@
 //! *pre-copy* mtime, so a change that slipped past the check is seen by the next quick check.
 
 use std::ffi::OsStr;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -27,7 +26,7 @@ const CHUNK: usize = 16 << 20;
 /// How recent a change must be to suspect a write still in progress.
 pub const IN_FLIGHT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 /// Wait before retrying a file that changed under us (times the attempt number).
-pub(crate) const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CopyOptions {
@@ -174,25 +173,13 @@ pub fn copy_file(
 ) -> Result<u64, CopyError> {
     let mut busy = 0;
     for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            std::thread::sleep(RETRY_PAUSE * attempt);
-        }
-        let src = open_source(src_dir, name)?;
-        let before = fstat(&src)?;
-        if crate::scan::kind_of(&before) != crate::entry::Kind::File {
-            return Err(CopyError::Vanished);
-        }
-        if !snapshot && write_in_flight(&src, &before) {
+        let Some((src, before)) = open_attempt(src_dir, name, attempt, snapshot)? else {
             busy += 1;
             continue;
-        }
+        };
         let (mut temp, out) = create_temp(dst_dir, name)?;
         let copied = copy_data(&src, &out, before.st_size as u64, stop)?;
-        let after = match statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => st,
-            Err(Errno::NOENT) => return Err(CopyError::Vanished),
-            Err(e) => return Err(e.into()),
-        };
+        let after = stat_after(src_dir, name)?;
         if !unchanged(&before, &after) || copied != before.st_size as u64 {
             continue; // the temp removes itself
         }
@@ -208,11 +195,48 @@ pub fn copy_file(
         temp.armed = false;
         return Ok(copied);
     }
-    Err(if busy == MAX_ATTEMPTS {
+    Err(gave_up(busy))
+}
+
+/// The source opened for one attempt of a copy, after the pause the attempt number asks for;
+/// `None` when a write to it is in flight (see `write_in_flight`) and this is no snapshot.
+pub(crate) fn open_attempt(
+    src_dir: BorrowedFd<'_>,
+    name: &OsStr,
+    attempt: u32,
+    snapshot: bool,
+) -> Result<Option<(OwnedFd, Stat)>, CopyError> {
+    if attempt > 0 {
+        std::thread::sleep(RETRY_PAUSE * attempt);
+    }
+    let src = open_source(src_dir, name)?;
+    let before = fstat(&src)?;
+    if crate::scan::kind_of(&before) != crate::entry::Kind::File {
+        return Err(CopyError::Vanished);
+    }
+    if !snapshot && write_in_flight(&src, &before) {
+        return Ok(None);
+    }
+    Ok(Some((src, before)))
+}
+
+/// The source's stat after a copy, to compare with the one before it.
+pub(crate) fn stat_after(src_dir: BorrowedFd<'_>, name: &OsStr) -> Result<Stat, CopyError> {
+    match statat(src_dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(st),
+        Err(Errno::NOENT) => Err(CopyError::Vanished),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why every attempt failed: a write in flight at each (`busy` of them), or a source that
+/// kept changing.
+pub(crate) fn gave_up(busy: u32) -> CopyError {
+    if busy == MAX_ATTEMPTS {
         CopyError::Busy
     } else {
         CopyError::Unstable
-    })
+    }
 }
 
 /// Give `out` the metadata of `src` (stat-ed as `before`): owner, then extended attributes
@@ -236,7 +260,7 @@ pub(crate) fn finish_meta(
         fchown(out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
     }
     if opts.xattrs.any() {
-        let have = xattr::read_mirrored(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
+        let have = xattr::read(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
         xattr::apply(
             xattr::Target::Fd(out.as_fd()),
             &xattr::diff(&attrs, &have, opts.xattrs),
@@ -259,7 +283,7 @@ pub(crate) fn finish_meta(
 /// open: a read lease, which the kernel refuses while anyone holds the file open for
 /// writing, tells. The lease is only probed (taken and dropped at once), so no writer is
 /// ever delayed. Where leases are not allowed (not our file, or NFS) only stat is trusted.
-pub(crate) fn write_in_flight(src: &OwnedFd, before: &Stat) -> bool {
+fn write_in_flight(src: &OwnedFd, before: &Stat) -> bool {
     let changed = std::time::UNIX_EPOCH
         + std::time::Duration::new(before.st_ctime.max(0) as u64, before.st_ctime_nsec as u32);
     let recent = std::time::SystemTime::now()
@@ -394,16 +418,24 @@ fn copy_loop(
 
 /// The blake3 hash of an open file, streamed (a file truncated under an mmap could SIGBUS).
 pub fn hash_fd(fd: OwnedFd) -> io::Result<blake3::Hash> {
+    hash_prefix(&fd, u64::MAX)
+}
+
+/// The blake3 hash of a file's first `len` bytes (fewer if it is shorter).
+pub(crate) fn hash_prefix(fd: &OwnedFd, len: u64) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
-    let mut file = File::from(fd);
     let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = file.read(&mut buf)?;
+    let mut off = 0u64;
+    while off < len {
+        let want = buf.len().min((len - off).min(usize::MAX as u64) as usize);
+        let n = rustix::io::pread(fd, &mut buf[..want], off)?;
         if n == 0 {
-            return Ok(hasher.finalize());
+            break;
         }
         hasher.update(&buf[..n]);
+        off += n as u64;
     }
+    Ok(hasher.finalize())
 }
 
 pub fn uid(raw: u32) -> rustix::fs::Uid {

@@ -318,16 +318,6 @@ fn attr_error(e: Errno, name: &OsStr) -> io::Error {
     )
 }
 
-/// Make the attributes of the open file `out` those of the open file `src`.
-pub fn copy_fd(src: BorrowedFd<'_>, out: BorrowedFd<'_>, ns: Namespaces) -> io::Result<()> {
-    if !ns.any() {
-        return Ok(());
-    }
-    let want = read(Target::Fd(src), ns)?;
-    let have = read(Target::Fd(out), ns)?;
-    apply(Target::Fd(out), &diff(&want, &have, ns))
-}
-
 /// The permissions the owning group really has under an access ACL (its own entry, limited
 /// by the mask), where the mode's group bits show the mask. `None` for a minimal ACL (no
 /// mask: the group bits are the group's) or a value that is not an ACL.
@@ -350,13 +340,6 @@ pub fn acl_group_perms(acl: &[u8]) -> Option<u32> {
         }
     }
     Some(group? & mask?)
-}
-
-/// The attributes `at` holds in the mirrored namespaces: what a fix is computed against.
-pub fn read_mirrored(at: Target<'_>, ns: Namespaces) -> io::Result<Xattrs> {
-    let mut all = read(at, ns)?;
-    all.retain(|(n, _)| ns.mirrors(n.as_bytes()));
-    Ok(all)
 }
 
 /// Read the attributes of the entries of a listing made under `dir` that have none read yet.
