@@ -5,7 +5,7 @@
 //! at and walks whole only what is new. Memory is bounded by the largest directory and the
 //! depth, never the whole tree.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,31 +19,20 @@ use crate::exclude::Excludes;
 use crate::exec::{BATCH_BYTES, BATCH_FILES, DirState, Job, new_state, release, with_workers};
 use crate::handle::{open_child_dir, open_dir_beneath};
 use crate::links::{Found, LinkSets};
-use crate::lister::Half;
 use crate::plan::{Action, PlanOptions, plan_dir, rename_matches, reserve_root};
 use crate::queue::Batch;
+use crate::readers::{
+    Ahead, Fault, Opened, Readers, ReplicaSide, Request, list_pair, open_request,
+};
 use crate::report::{Counters, Reporter};
-use crate::scan::{Listing, read_names, scan_dir, stat_entry};
+use crate::scan::{Listing, stat_entry};
 use crate::sink::Sink;
 use crate::tempname::is_temp_name;
 
-struct Task {
-    /// The parent's handles, held while the parent is less than [`HELD_DEPTH`] deep: the
-    /// child is opened through them. Deeper down, the child is opened from the roots by its
-    /// path (beneath them, no symlinks) and checked to be the directory its listing showed,
-    /// so a walk holds a bounded number of descriptors whatever the depth.
-    parent: Option<Arc<DirState>>,
-    rel: PathBuf,
-    name: OsString,
-    /// Device and inode of the source directory, and of the replica's, as listed.
-    ids: ((u64, u64), Option<(u64, u64)>),
-    /// Created by this pass.
-    fresh: bool,
-    /// Scan and plan its contents; otherwise only its own metadata is brought up to date.
-    scan: bool,
-}
-
-/// Directory levels whose handles queued subdirectories keep (see [`Task`]).
+/// Directory levels whose handles queued subdirectories keep. Deeper down, a subdirectory is
+/// opened from the roots by its path (beneath them, no symlinks) and checked to be the
+/// directory its listing showed, so a walk holds a bounded number of descriptors whatever the
+/// depth.
 const HELD_DEPTH: usize = 32;
 
 /// What a walk needs besides its sink.
@@ -64,7 +53,13 @@ pub(crate) struct Walk<'a> {
     sink: &'a dyn Sink,
     pub(crate) ctx: Ctx<'a>,
     jobs: Option<SyncSender<Job>>,
-    stack: Vec<Task>,
+    stack: Vec<Request>,
+    /// Subdirectories taken off the stack, in the order they are worked on: being read ahead
+    /// by the readers, or to be read here.
+    ahead: VecDeque<Next>,
+    /// The readers listing queued subdirectories ahead of the walker (a walk that writes),
+    /// and how many subdirectories they are given at once.
+    readers: Option<(Readers, usize)>,
     /// The batch being synced, if this is not a full pass: which entries to walk whole.
     batch: Option<&'a Batch>,
     /// Renames a sink that does not write (dry run, look-ahead) counted as done: later
@@ -85,8 +80,18 @@ pub(crate) struct Walk<'a> {
     /// Directories holding other names of files a batch copied anew: compared too, so those
     /// names are linked to the new copy.
     relink: Vec<PathBuf>,
-    /// Reads the replica half of each listing beside the walker (none: read here).
-    lister: Option<crate::lister::Lister>,
+}
+
+/// A subdirectory taken off the stack.
+enum Next {
+    /// Handed to a reader.
+    Ahead {
+        rel: PathBuf,
+        fresh: bool,
+        rx: Ahead,
+    },
+    /// Read by the walker when its turn comes.
+    Here(Request),
 }
 
 /// The work of one pass or batch, run once as a look-ahead and once for real.
@@ -102,26 +107,35 @@ pub(crate) fn walk<'a>(
 ) {
     let plan = ctx.plan;
     let walk_id = ctx.links.start_walk();
-    let links = with_workers(sink, workers, plan, |jobs| {
-        let mut walk = Walk {
-            sink,
-            ctx,
-            jobs,
-            stack: Vec::new(),
-            batch,
-            moved: Vec::new(),
-            dst_root: None,
-            compared: HashSet::new(),
-            walk_id,
-            links: Vec::new(),
-            new_sets: Vec::new(),
-            relink: Vec::new(),
-            lister: crate::lister::Lister::new().ok(),
-        };
-        body(&mut walk);
-        (walk.links, walk.new_sets)
+    let (links, new_sets) = std::thread::scope(|s| {
+        // Only a walk that writes reads ahead: a dry run's replica directories may still be
+        // where a counted rename would have moved them from (`Walk::unmoved`).
+        let readers = sink.writes().then(|| {
+            let n = reader_threads();
+            let window = n * crate::readers::AHEAD_PER_READER;
+            (Readers::start(s, n, ctx.roots, plan), window)
+        });
+        with_workers(sink, workers, plan, |jobs| {
+            let mut walk = Walk {
+                sink,
+                ctx,
+                jobs,
+                stack: Vec::new(),
+                ahead: VecDeque::new(),
+                readers,
+                batch,
+                moved: Vec::new(),
+                dst_root: None,
+                compared: HashSet::new(),
+                walk_id,
+                links: Vec::new(),
+                new_sets: Vec::new(),
+                relink: Vec::new(),
+            };
+            body(&mut walk);
+            (walk.links, walk.new_sets)
+        })
     });
-    let (links, new_sets) = links;
     make_links(sink, ctx, links);
     // A set met for the first time by a batch, whose other names the batch did not all
     // meet: they are somewhere in the tree, and only a full pass finds them.
@@ -134,6 +148,12 @@ pub(crate) fn walk<'a>(
     if batch.is_none() && !ctx.counters.cut.load(Ordering::Relaxed) {
         ctx.links.forget_unmet(walk_id);
     }
+}
+
+/// Reader threads for a walk: one per core, at least one (it still overlaps the walker's
+/// planning with listing), at most four (past that the kernel's locks, not cores, limit).
+fn reader_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
 }
 
 /// Carry out the links a walk planned, now that the copies of their leaders are done, and
@@ -343,7 +363,7 @@ impl Walk<'_> {
                     .map(|i| &dst.entries[i])
                     .filter(|d| d.kind == Kind::Dir)
                     .map(|d| (d.dev, d.ino));
-                self.stack.push(Task {
+                self.stack.push(Request {
                     parent: hold.then(|| Arc::clone(&state)),
                     rel,
                     ids: ((e.dev, e.ino), dst_id),
@@ -366,27 +386,12 @@ impl Walk<'_> {
         if !ns.any() && !plan.caps.perms {
             return;
         }
-        self.read_source_xattrs(&state.src, src);
+        crate::readers::read_source_xattrs(&state.src, src, plan);
         if ns.any()
             && let Some(d) = &state.dst
         {
-            // What the lister has not read already (a listing made here, an overlay entry).
+            // What `list_pair` has not read already (an overlay entry).
             let _ = crate::xattr::read_listing(d, &mut dst.entries, ns);
-        }
-    }
-
-    /// The source half of `read_xattrs` (entries not read yet only).
-    fn read_source_xattrs(&self, dir: &OwnedFd, src: &mut Listing) {
-        let plan = self.ctx.plan;
-        if !plan.xattrs.any() && !plan.caps.perms {
-            return;
-        }
-        for (name, err) in crate::xattr::read_listing(dir, &mut src.entries, plan.xattrs) {
-            src.entries.retain(|e| e.name != name);
-            // Gone since it was listed: as if the listing had come a moment later (`scan`).
-            if err.kind() != io::ErrorKind::NotFound {
-                src.errors.push((name, err));
-            }
         }
     }
 
@@ -503,54 +508,35 @@ impl Walk<'_> {
         }
     }
 
-    /// Work through queued subdirectories, depth first.
+    /// Work through queued subdirectories, depth first (give or take the few read ahead).
     pub(crate) fn drain(&mut self) {
-        while let Some(task) = self.stack.pop() {
+        loop {
+            self.read_ahead();
+            let Some(next) = self.ahead.pop_front() else {
+                return;
+            };
             if self.stopping() {
                 self.stack.clear();
+                self.ahead.clear();
                 return;
             }
-            let rel = task.rel.clone();
-            let opened = (|| {
-                let (src_root, dst_root) = self.ctx.roots;
-                let src = match &task.parent {
-                    Some(p) => open_child_dir(&p.src, &task.name),
-                    None => open_checked(src_root, &rel, Some(task.ids.0)),
+            let (rel, fresh, opened) = match next {
+                Next::Ahead { rel, fresh, rx } => {
+                    let opened = rx.recv().unwrap_or_else(|_| {
+                        Err(("scan", io::Error::other("a reader thread stopped")))
+                    });
+                    (rel, fresh, opened)
                 }
-                .map_err(|e| ("open source dir", e))?;
-                let dst_parent = match &task.parent {
-                    Some(p) => p.dst.as_ref(),
-                    None => dst_root,
-                };
-                let dst = match dst_parent {
-                    Some(parent) => match match &task.parent {
-                        Some(_) => open_child_dir(parent, &task.name),
-                        None => open_checked(parent, &rel, task.ids.1),
-                    } {
-                        Ok(d) => Some(d),
-                        // Only a dry run gets here: the directory was not really made, or
-                        // not really renamed there (then it is read where it still is).
-                        Err(e)
-                            if e.kind() == io::ErrorKind::NotFound
-                                && (task.fresh || !self.sink.writes()) =>
-                        {
-                            self.unmoved(&rel)
-                        }
-                        Err(e) => return Err(("open replica dir", e)),
-                    },
-                    None => self.unmoved(&rel),
-                };
-                if !task.scan {
-                    return Ok((src, Listing::default(), dst, None));
+                Next::Here(task) => {
+                    let opened = self.open_here(&task);
+                    (task.rel, task.fresh, opened)
                 }
-                let (src_list, dst_list) = self.list_pair(&src, dst.as_ref())?;
-                Ok::<_, (&'static str, io::Error)>((src, src_list, dst, Some(dst_list)))
-            })();
+            };
             match opened {
-                Ok((src, src_list, dst, dst_list)) => {
-                    let state = new_state(src, dst, rel, task.fresh);
-                    match dst_list {
-                        Some(dst_list) => self.dir(state, src_list, dst_list, true),
+                Ok(Opened { src, dst, lists }) => {
+                    let state = new_state(src, dst, rel, fresh);
+                    match lists {
+                        Some((src_list, dst_list)) => self.dir(state, src_list, dst_list, true),
                         None => release(self.sink, &state, self.ctx.plan),
                     }
                 }
@@ -566,6 +552,47 @@ impl Walk<'_> {
                 Err((what, e)) => self.fault(what, &rel, &e),
             }
         }
+    }
+
+    /// Take the next subdirectories off the stack, in the order they will be worked on, and
+    /// hand those to scan to the readers: as many as keep them busy (one, without readers).
+    fn read_ahead(&mut self) {
+        let window = self.readers.as_ref().map_or(1, |r| r.1);
+        while self.ahead.len() < window {
+            let Some(task) = self.stack.pop() else {
+                return;
+            };
+            let next = match &self.readers {
+                Some((r, _)) if task.scan => {
+                    let (rel, fresh) = (task.rel.clone(), task.fresh);
+                    match r.submit(task) {
+                        Ok(rx) => Next::Ahead { rel, fresh, rx },
+                        Err(task) => Next::Here(task),
+                    }
+                }
+                _ => Next::Here(task),
+            };
+            self.ahead.push_back(next);
+        }
+    }
+
+    /// Open (and list, if it is to be scanned) a queued subdirectory here, on the walker.
+    fn open_here(&self, task: &Request) -> Result<Opened, Fault> {
+        let (src, dst) = open_request(self.ctx.roots, task)?;
+        let dst = match dst {
+            ReplicaSide::Open(d) => Some(d),
+            // Only a dry run gets here: the directory was not really made, or not really
+            // renamed there (then it is read where it still is).
+            ReplicaSide::Missing(_) if task.fresh || !self.sink.writes() => self.unmoved(&task.rel),
+            ReplicaSide::Missing(e) => return Err(("open replica dir", e)),
+            ReplicaSide::NoRoot => self.unmoved(&task.rel),
+        };
+        let lists = if task.scan {
+            Some(list_pair(&src, dst.as_ref(), self.ctx.plan)?)
+        } else {
+            None
+        };
+        Ok(Opened { src, dst, lists })
     }
 
     /// Compare one SRC-relative directory with its replica: both listings, planned and
@@ -605,44 +632,13 @@ impl Walk<'_> {
         }
     }
 
-    /// The listings of a directory pair (the replica's empty where it has none).
-    ///
-    /// What the replica holds is read before the source is listed, everywhere: a batch that
-    /// mirrors a change in between (on another thread, beside a full pass) then only makes the
-    /// source look newer than the replica listing, which leads to redundant copies, never to
-    /// removing what the source now has. Only the replica's names must come first: their stats
-    /// and attributes are read by the lister while the walker lists the source.
+    /// The listings of a directory pair (see [`list_pair`]).
     pub(crate) fn list_pair(
         &self,
         src: &OwnedFd,
         dst: Option<&OwnedFd>,
-    ) -> Result<(Listing, Listing), (&'static str, io::Error)> {
-        let ns = self.ctx.plan.xattrs;
-        let half = match dst {
-            Some(d) => {
-                let names = read_names(d).map_err(|e| ("scan replica", e))?;
-                Some(match &self.lister {
-                    Some(l) => l.start(d, names, ns),
-                    None => Half::Here(crate::scan::stat_names(d, names)),
-                })
-            }
-            None => None,
-        };
-        let src_list = scan_dir(src).map_err(|e| ("scan", e)).map(|mut l| {
-            self.read_source_xattrs(src, &mut l);
-            l
-        });
-        let dst_list = match (half, &self.lister) {
-            (Some(Half::Away), Some(l)) => l.finish(Half::Away).ok_or_else(|| {
-                (
-                    "scan replica",
-                    io::Error::other("the replica lister thread stopped"),
-                )
-            })?,
-            (Some(Half::Here(l)), _) => l,
-            _ => Listing::default(),
-        };
-        Ok((src_list?, dst_list))
+    ) -> Result<(Listing, Listing), Fault> {
+        list_pair(src, dst, self.ctx.plan)
     }
 
     /// Mirror a rename seen in SRC as a rename in REPLICA when the plan says the replica
@@ -798,22 +794,6 @@ impl Walk<'_> {
             }
         }
     }
-}
-
-/// Open the directory at `rel` beneath `root`, and check it is the one a listing showed
-/// (`id`: device and inode), when one did.
-fn open_checked(root: &OwnedFd, rel: &Path, id: Option<(u64, u64)>) -> io::Result<OwnedFd> {
-    let fd = open_dir_beneath(root, rel)?;
-    if let Some(id) = id {
-        let st = rustix::fs::fstat(&fd)?;
-        if (st.st_dev, st.st_ino) != id {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "replaced by another directory during the pass",
-            ));
-        }
-    }
-    Ok(fd)
 }
 
 fn components(rel: &Path) -> Vec<&OsStr> {
