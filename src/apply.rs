@@ -36,6 +36,8 @@ pub struct DirPair<'a> {
     pub src: BorrowedFd<'a>,
     pub dst: BorrowedFd<'a>,
     pub rel: &'a Path,
+    /// See `sink::Target::inherits_acl`.
+    pub inherits_acl: Option<&'a std::sync::OnceLock<bool>>,
 }
 
 /// Applies actions, logging and counting each.
@@ -199,11 +201,19 @@ impl Applier<'_> {
         let snapshot = self.snapshot.is_some_and(|s| s.contains(path));
         let keep_old = || self.keep_old(dir, name, path, Kind::File);
         let before_replace: Option<&dyn Fn() -> io::Result<()>> = keep.then_some(&keep_old);
+        let mut opts = self.copy;
+        // A new file's only attributes in the mirrored namespaces are an ACL inherited from its
+        // directory's default ACL: without one (or without ACLs mirrored) there is nothing to
+        // read back from the temp file.
+        opts.bare_temp = !opts.xattrs.acl
+            || dir
+                .inherits_acl
+                .is_some_and(|c| !*c.get_or_init(|| xattr::has_default_acl(dir.dst)));
         match copy::copy_file(
             dir.src,
             dir.dst,
             name,
-            self.copy,
+            opts,
             snapshot,
             self.stop,
             before_replace,

@@ -39,6 +39,10 @@ pub struct CopyOptions {
     pub set_atime: bool,
     /// Extended attributes and ACLs to mirror, set after the owner.
     pub xattrs: crate::xattr::Namespaces,
+    /// The temp file a copy creates starts with no attribute in `xattrs` (none can be
+    /// inherited where it is made): they are set without reading it first. Only for copies
+    /// into a new temp file, never for a file changed in place (`append`).
+    pub bare_temp: bool,
 }
 
 /// Why a copy did not land, beyond plain I/O errors.
@@ -178,7 +182,7 @@ pub fn copy_file(
             continue;
         };
         let (mut temp, out) = create_temp(dst_dir, name)?;
-        let copied = copy_data(&src, &out, before.st_size as u64, stop)?;
+        let copied = copy_data(&src, &out, &before, stop)?;
         let after = stat_after(src_dir, name)?;
         if !unchanged(&before, &after) || copied != before.st_size as u64 {
             continue; // the temp removes itself
@@ -260,7 +264,11 @@ pub(crate) fn finish_meta(
         fchown(out, Some(uid(before.st_uid)), Some(gid(before.st_gid)))?;
     }
     if opts.xattrs.any() {
-        let have = xattr::read(xattr::Target::Fd(out.as_fd()), opts.xattrs)?;
+        let have = if opts.bare_temp {
+            xattr::Xattrs::default()
+        } else {
+            xattr::read(xattr::Target::Fd(out.as_fd()), opts.xattrs)?
+        };
         xattr::apply(
             xattr::Target::Fd(out.as_fd()),
             &xattr::diff(&attrs, &have, opts.xattrs),
@@ -322,14 +330,27 @@ fn ignore_lease_breaks() {
 /// Kernel-side copy (`copy_file_range`: reflinks where the filesystem can, no userspace
 /// buffer), falling back to a read/write loop where the kernel refuses. Holes are kept: only
 /// the data segments (`SEEK_DATA`/`SEEK_HOLE`) are copied and the length is set at the end, so
-/// a mostly empty file costs time for its data, not its length (`rsync -S`).
+/// a mostly empty file costs time for its data, not its length (`rsync -S`). A file whose
+/// allocated blocks cover its length has no hole to find, and is copied without looking
+/// (`cp --sparse=auto` asks the same): two system calls fewer per small file.
 ///
-/// Copying stops at `size`, the length stat-ed before: a file that grew meanwhile is caught
-/// by the after-copy check anyway. A file that shrank returns less than `size`.
-fn copy_data(src: &OwnedFd, out: &OwnedFd, size: u64, stop: &AtomicBool) -> Result<u64, CopyError> {
+/// Copying stops at the length stat-ed before: a file that grew meanwhile is caught by the
+/// after-copy check anyway. A file that shrank returns less than that length.
+fn copy_data(
+    src: &OwnedFd,
+    out: &OwnedFd,
+    before: &Stat,
+    stop: &AtomicBool,
+) -> Result<u64, CopyError> {
+    let size = before.st_size as u64;
+    if (before.st_blocks as u64).saturating_mul(512) >= size {
+        return copy_range(src, out, 0, size, stop);
+    }
     let mut at = 0u64;
     while at < size {
         let Some((start, end)) = data_segment(src, at, size) else {
+            // A hole up to the end: the length, without writing it.
+            rustix::fs::ftruncate(out, size)?;
             break;
         };
         let copied = copy_range(src, out, start, end, stop)?;
@@ -337,10 +358,6 @@ fn copy_data(src: &OwnedFd, out: &OwnedFd, size: u64, stop: &AtomicBool) -> Resu
             return Ok(start + copied);
         }
         at = end;
-    }
-    if size > 0 {
-        // A hole up to the end: the length, without writing it.
-        rustix::fs::ftruncate(out, size)?;
     }
     Ok(size)
 }

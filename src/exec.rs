@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustix::fs::fstat;
 
@@ -27,6 +27,9 @@ pub(crate) struct DirState {
     pub(crate) pending: AtomicUsize,
     /// This pass created the directory or wrote in it: its metadata fix is bookkeeping.
     pub(crate) touched: AtomicBool,
+    /// Does a file created in the replica directory inherit an ACL (it has a default ACL)?
+    /// Asked once, at its first copy (see `copy::CopyOptions::bare_temp`).
+    pub(crate) inherits_acl: OnceLock<bool>,
 }
 
 impl DirState {
@@ -35,6 +38,7 @@ impl DirState {
             src: self.src.as_fd(),
             dst: self.dst.as_ref().map(|d| d.as_fd()),
             rel: &self.rel,
+            inherits_acl: Some(&self.inherits_acl),
         }
     }
 }
@@ -68,7 +72,11 @@ pub(crate) fn with_workers<R>(
             let rx = Arc::new(Mutex::new(rx));
             for _ in 0..workers {
                 let rx = Arc::clone(&rx);
-                s.spawn(move || worker(sink, &rx, plan));
+                // A named thread shows in `top -H` and profiles; if it cannot be started,
+                // the others (or the walker, inline) do its share.
+                let _ = std::thread::Builder::new()
+                    .name("replwatch-copy".into())
+                    .spawn_scoped(s, move || worker(sink, &rx, plan));
             }
             tx
         });
@@ -134,5 +142,6 @@ pub(crate) fn new_state(
         rel,
         pending: AtomicUsize::new(1),
         touched: AtomicBool::new(touched),
+        inherits_acl: OnceLock::new(),
     })
 }

@@ -192,6 +192,7 @@ impl Engine {
                     mode_mask: if caps.perms { mode_kept(plan) } else { 0 },
                     set_atime: caps.set_atime,
                     xattrs: plan.xattrs,
+                    bare_temp: false,
                 },
                 workers: config.workers,
                 allow_empty_source: config.allow_empty_source,

@@ -21,6 +21,9 @@ pub struct Target<'a> {
     pub src: BorrowedFd<'a>,
     pub dst: Option<BorrowedFd<'a>>,
     pub rel: &'a Path,
+    /// The replica directory's answer to "does a file made here inherit an ACL?", asked at
+    /// most once (`None`: ask at every copy).
+    pub inherits_acl: Option<&'a std::sync::OnceLock<bool>>,
 }
 
 pub trait Sink: Sync {
@@ -67,6 +70,7 @@ impl Sink for Applier<'_> {
                     src: dir.src,
                     dst,
                     rel: dir.rel,
+                    inherits_acl: dir.inherits_acl,
                 },
             );
         }
@@ -80,6 +84,7 @@ impl Sink for Applier<'_> {
                     src: dir.src,
                     dst,
                     rel: dir.rel,
+                    inherits_acl: dir.inherits_acl,
                 },
                 action,
             ),
@@ -95,6 +100,7 @@ impl Sink for Applier<'_> {
                     src: dir.src,
                     dst,
                     rel: dir.rel,
+                    inherits_acl: dir.inherits_acl,
                 },
                 fix,
                 quiet,
@@ -115,6 +121,7 @@ impl Sink for Applier<'_> {
                     src: dir.src,
                     dst,
                     rel: dir.rel,
+                    inherits_acl: dir.inherits_acl,
                 },
                 leader,
                 action,

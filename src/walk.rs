@@ -732,6 +732,7 @@ impl Walk<'_> {
                         src: src.as_fd(),
                         dst: Some(dst.as_fd()),
                         rel: &at,
+                        inherits_acl: None,
                     };
                     let make = Action::MakeDir {
                         name: name.to_os_string(),

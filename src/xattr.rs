@@ -342,6 +342,18 @@ pub fn acl_group_perms(acl: &[u8]) -> Option<u32> {
     Some(group? & mask?)
 }
 
+/// Does the directory have a default ACL, which files created in it inherit? Where it cannot be
+/// told, yes (the caller then reads what a new file got).
+pub fn has_default_acl(dir: impl AsFd) -> bool {
+    match rustix::fs::fgetxattr(dir, "system.posix_acl_default", &mut [0u8; 0][..]) {
+        // (The length rustix hands back is capped at the empty buffer's: whatever it says, the
+        // attribute is there.)
+        Ok(_) => true,
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => false,
+        Err(_) => true,
+    }
+}
+
 /// Read the attributes of the entries of a listing made under `dir` that have none read yet.
 pub fn read_listing(
     dir: impl AsFd,
