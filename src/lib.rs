@@ -61,6 +61,7 @@ pub mod status_cmd;
 mod subtree;
 mod systemd;
 pub mod tempname;
+mod textlog;
 pub mod versions;
 mod walk;
 mod watch;

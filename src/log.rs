@@ -91,17 +91,14 @@ pub fn init(s: &LogSettings<'_>) -> io::Result<(Logger, LogGuard, Arc<LogDir>)> 
 
     let file: BoxDrain = match s.format {
         LogFormat::Json => Box::new(WarnOnce::new(InOrder(json(file)))),
-        LogFormat::Text => Box::new(Escaped(WarnOnce::new(
-            slog_term::FullFormat::new(slog_term::PlainSyncDecorator::new(file))
-                .use_original_order()
-                .build(),
-        ))),
+        LogFormat::Text => Box::new(WarnOnce::new(crate::textlog::TextFile::new(file))),
     };
     let file = LevelFilter::new(file, file_level).fuse();
 
     let drain = slog::Duplicate::new(console, file).fuse();
     let (drain, guard) = slog_async::Async::new(drain)
         .chan_size(8192)
+        .thread_name("replwatch-log".into())
         .overflow_strategy(slog_async::OverflowStrategy::Block)
         .build_with_guard();
     let log = Logger::root(drain.fuse(), o!());
@@ -185,34 +182,6 @@ impl<D: Drain> Drain for InOrder<D> {
         let stat = slog::record_static!(record.level(), record.tag());
         self.0
             .log(&Record::new(&stat, record.msg(), slog::b!(pairs)), values)
-    }
-}
-
-/// Hands records on with their message and string values escaped (`escape::line`): what a
-/// text drain writes is then one line per record, whatever a file name holds.
-struct Escaped<D>(D);
-
-impl<D: Drain> Drain for Escaped<D> {
-    type Ok = D::Ok;
-    type Err = D::Err;
-
-    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<D::Ok, D::Err> {
-        let mut pairs = Pairs(Vec::new());
-        let _ = record.kv().serialize(record, &mut pairs);
-        for (_, v) in &mut pairs.0 {
-            if let Value::S(s) = v
-                && let std::borrow::Cow::Owned(e) = crate::escape::line(s)
-            {
-                *s = e;
-            }
-        }
-        let msg = record.msg().to_string();
-        let msg = crate::escape::line(&msg);
-        let stat = slog::record_static!(record.level(), record.tag());
-        self.0.log(
-            &Record::new(&stat, &format_args!("{msg}"), slog::b!(pairs)),
-            values,
-        )
     }
 }
 

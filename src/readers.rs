@@ -206,22 +206,27 @@ impl Readers {
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..n {
             let rx = Arc::clone(&rx);
-            scope.spawn(move || {
-                loop {
-                    let next = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((req, reply)) = next else { return };
-                    // A walk that stopped dropped the receiver: nothing to tell.
-                    let _ = reply.send(read(roots, &req, plan));
-                }
-            });
+            let reader = std::thread::Builder::new()
+                .name("replwatch-reader".into())
+                .spawn_scoped(scope, move || {
+                    loop {
+                        let next = match rx.lock() {
+                            Ok(r) => r.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((req, reply)) = next else { return };
+                        // A walk that stopped dropped the receiver: nothing to tell.
+                        let _ = reply.send(read(roots, &req, plan));
+                    }
+                });
+            // Without it, requests wait for the readers that did start, or the walker reads
+            // them itself once none is left (`submit`).
+            drop(reader);
         }
         Readers { tx }
     }
 
-    /// Hand `req` to a reader; `None` if they are gone (the walker then reads it itself).
+    /// Hand `req` to a reader; back if they are all gone (the walker then reads it itself).
     pub(crate) fn submit(&self, req: Request) -> Result<Ahead, Request> {
         let (reply, ahead) = sync_channel(1);
         match self.tx.send((req, reply)) {

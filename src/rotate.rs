@@ -48,7 +48,7 @@ impl Rotating {
     }
 
     /// Write one whole line, rotating first if it would take the file past the bound.
-    fn line(&mut self, line: &[u8]) -> io::Result<()> {
+    pub(crate) fn line(&mut self, line: &[u8]) -> io::Result<()> {
         if self.max > 0 && self.size > 0 && self.size + line.len() as u64 > self.max {
             self.rotate()?;
         }
