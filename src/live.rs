@@ -68,7 +68,10 @@ struct Live<'a> {
     paused: Option<Paused>,
     /// The watcher hit the inotify watch limit: some directories have no watch.
     watch_partial: bool,
-    /// ...and how far it reaches was looked at for this watcher.
+    /// Some directory's path is too long for inotify (longer than PATH_MAX): it has no watch,
+    /// nor has anything below it.
+    too_deep: bool,
+    /// ...and how far the watcher reaches was looked at for this watcher.
     limit_reported: bool,
     /// What was last said about it (watched, directories): said again only when it changes.
     coverage_said: Option<(u64, u64)>,
@@ -147,6 +150,7 @@ pub fn run(
             watch: None,
             paused: None,
             watch_partial: false,
+            too_deep: false,
             limit_reported: false,
             coverage_said: None,
             link_pass: None,
@@ -295,6 +299,8 @@ impl Live<'_> {
         };
         let was_partial = self.watch_partial;
         self.limit_reported = false;
+        // A new watcher tries every directory again, and says again which it cannot watch.
+        self.too_deep = false;
         match watch::start(&self.config.source, backend, self.tx.clone(), Msg::Event) {
             Ok(started) => {
                 self.watch_partial = started.partial.is_some();
@@ -310,11 +316,12 @@ impl Live<'_> {
         }
     }
 
-    /// The watcher stopped at the inotify watch limit: say how many directories it watches and
-    /// how many it does not (and, at debug level, which), once per watcher. What it does not
-    /// watch is mirrored by the full pass every `--interval`, which also retries the watcher.
+    /// The watcher stopped at the inotify watch limit, or found directories too deep to watch:
+    /// say how many directories it watches and how many it does not (and, at debug level,
+    /// which), once per watcher. What it does not watch is mirrored by the full pass every
+    /// `--interval`, which also retries the watcher (at the limit: watches may be freed).
     fn report_watch_limit(&mut self) {
-        if !self.watch_partial || self.limit_reported {
+        if !(self.watch_partial || self.too_deep) || self.limit_reported {
             return;
         }
         self.limit_reported = true;
@@ -323,8 +330,19 @@ impl Live<'_> {
                 let missing = cov.unwatched.len() as u64;
                 let said = Some((cov.dirs - missing, cov.dirs));
                 if std::mem::replace(&mut self.coverage_said, said) == said {
-                    debug!(self.log, "the watch limit still stops the watcher";
+                    debug!(self.log, "the watcher still misses directories";
                         "watched" => cov.dirs - missing, "unwatched" => missing);
+                    return;
+                }
+                if !self.watch_partial {
+                    warn!(self.log, "some directories are too deep for inotify (a path longer than 4096 bytes): {} of {} directories are watched; changes in the other {} are mirrored by the full pass every {}",
+                        cov.dirs - missing, cov.dirs, missing,
+                        humantime::format_duration(self.config.interval);
+                        "action" => "watch-depth", "watched" => cov.dirs - missing,
+                        "unwatched" => missing);
+                    for rel in cov.unwatched.iter().take(1000) {
+                        debug!(self.log, "not watched"; "path" => %rel.display());
+                    }
                     return;
                 }
                 warn!(self.log, "the inotify watch limit stopped the watcher: {} of {} directories are watched; changes in the other {} are mirrored by the full pass every {}, which also tries the watcher again; {}",
@@ -358,6 +376,19 @@ impl Live<'_> {
                 // next full pass has run (and tried again then).
                 self.watch_partial = true;
                 debug!(self.log, "watch limit reached"; "error" => %e);
+            }
+            Err(e) if watch::is_too_long(&e) => {
+                // Too deep for inotify: it and what is below it are mirrored by the full pass
+                // (said, with how many, once the next pass has run). What was made there
+                // before it was met is looked at now.
+                self.too_deep = true;
+                self.limit_reported = false;
+                debug!(self.log, "too deep to watch"; "error" => %e);
+                for p in &e.paths {
+                    if let Ok(rel) = p.strip_prefix(&self.config.source) {
+                        self.queue.add(watch::Hint::Tree(rel.to_path_buf()));
+                    }
+                }
             }
             Err(e) if !e.paths.is_empty() => {
                 // A directory the watcher could not watch (unreadable, or moved away while it

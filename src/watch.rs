@@ -228,6 +228,11 @@ pub fn is_vanished(e: &notify::Error) -> bool {
     }
 }
 
+/// True for the error inotify gives for a directory whose path is longer than PATH_MAX.
+pub fn is_too_long(e: &notify::Error) -> bool {
+    matches!(&e.kind, notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::ENAMETOOLONG))
+}
+
 /// What to tell the user when the watch limit is hit.
 pub const WATCH_LIMIT_HINT: &str = "raise the limit with \
 `sysctl fs.inotify.max_user_watches=524288` (persist in /etc/sysctl.d/), or use --poll";

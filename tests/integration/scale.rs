@@ -287,3 +287,71 @@ fn a_growing_log_costs_its_new_bytes_in_live_mode() {
         live.output()
     );
 }
+
+/// Open the directory `levels` deep in a `long_chain` (through handles: its path is too long
+/// to be used whole).
+fn chain_dir(root: &Path, levels: usize) -> rustix::fd::OwnedFd {
+    use rustix::fs::{Mode, OFlags, openat};
+    let name = "n".repeat(200);
+    let mut cur =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for _ in 0..levels {
+        cur = openat(
+            &cur,
+            name.as_str(),
+            OFlags::DIRECTORY | OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .unwrap();
+    }
+    cur
+}
+
+/// Live: inotify cannot watch a directory whose path is longer than PATH_MAX. Each such
+/// directory is reported (a count, and each at debug level), and a change in the deepest one
+/// is mirrored by the interval pass.
+#[test]
+fn directories_too_deep_to_watch_are_each_reported() {
+    use rustix::fs::{Mode, OFlags, openat};
+    let _g = crate::live::serial();
+    let env = Env::new();
+    // 30 levels of 201 bytes: about the first 20 can be watched, the rest cannot.
+    long_chain(&env.src, 30);
+    let root_len = env.src.as_os_str().len();
+    let deep = (0..=30).filter(|l| root_len + l * 201 >= 4096).count();
+    assert!(deep > 0 && deep < 31, "{root_len}");
+    let live = Live::with_extra(&env, "3s", "5m", &["-v"]);
+    live.wait_log(
+        &[
+            "too deep",
+            &format!("{} of 31 directories are watched", 31 - deep),
+        ],
+        LOG_WAIT,
+    );
+    let listed = live
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("not watched") && l.contains("path: n"))
+        .count();
+    assert_eq!(listed, deep, "{}", live.output());
+    // A file made at the deepest level arrives, by the interval pass.
+    let f = openat(
+        chain_dir(&env.src, 30),
+        "late",
+        OFlags::CREATE | OFlags::WRONLY,
+        Mode::from_raw_mode(0o644),
+    )
+    .unwrap();
+    rustix::io::write(&f, b"by the pass").unwrap();
+    drop(f);
+    let arrived = wait_until(CONVERGE, || {
+        openat(
+            chain_dir(&env.rep, 30),
+            "late",
+            OFlags::RDONLY,
+            Mode::empty(),
+        )
+        .is_ok()
+    });
+    assert!(arrived, "{}", live.output());
+}
