@@ -22,7 +22,7 @@ use crate::links::{Found, LinkSets};
 use crate::plan::{Action, PlanOptions, plan_dir, rename_matches, reserve_root};
 use crate::queue::Batch;
 use crate::readers::{
-    Ahead, Fault, Opened, Readers, ReplicaSide, Request, list_pair, open_request,
+    Ahead, Fault, Opened, Readers, ReplicaSide, Request, list_pair, open_checked, open_request,
 };
 use crate::report::{Counters, Reporter};
 use crate::scan::{Listing, stat_entry};
@@ -74,7 +74,7 @@ pub(crate) struct Walk<'a> {
     walk_id: u64,
     /// Links the plan decided, carried out once every copy is done (their leader may be one
     /// of them): the SRC-relative directory and the action.
-    links: Vec<(PathBuf, Action)>,
+    links: Vec<(PathBuf, DirIds, Action)>,
     /// Link sets a batch met for the first time: (inode, names it has).
     new_sets: Vec<(crate::links::Inode, u64)>,
     /// Directories holding other names of files a batch copied anew: compared too, so those
@@ -150,20 +150,30 @@ pub(crate) fn walk<'a>(
     }
 }
 
+/// Device and inode of a directory pair's source and replica (`None`: not known).
+type DirIds = (Option<(u64, u64)>, Option<(u64, u64)>);
+
+fn dir_ids(state: &DirState) -> DirIds {
+    let id = |fd: &OwnedFd| rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino));
+    (id(&state.src), state.dst.as_ref().and_then(id))
+}
+
 /// Reader threads for a walk: one per core, at least one (it still overlaps the walker's
 /// planning with listing), at most four (past that the kernel's locks, not cores, limit).
+/// Asked once per run: the answer reads cgroup files, and live mode walks at every batch.
 fn reader_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4))
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)))
 }
 
 /// Carry out the links a walk planned, now that the copies of their leaders are done, and
 /// put back the metadata of each directory they were made in (a new name is a write in it).
-fn make_links(sink: &dyn Sink, ctx: Ctx<'_>, links: Vec<(PathBuf, Action)>) {
+fn make_links(sink: &dyn Sink, ctx: Ctx<'_>, links: Vec<(PathBuf, DirIds, Action)>) {
     let (src_root, dst_root) = ctx.roots;
     let mut links = links.into_iter().peekable();
-    while let Some((rel, first)) = links.next() {
+    while let Some((rel, ids, first)) = links.next() {
         let mut here = vec![first];
-        while let Some((_, a)) = links.next_if(|(r, _)| *r == rel) {
+        while let Some((_, _, a)) = links.next_if(|(r, _, _)| *r == rel) {
             here.push(a);
         }
         if ctx.stop.load(Ordering::Relaxed) {
@@ -171,9 +181,11 @@ fn make_links(sink: &dyn Sink, ctx: Ctx<'_>, links: Vec<(PathBuf, Action)>) {
             return;
         }
         let dirs = (|| {
-            let src = open_dir_beneath(src_root, &rel).map_err(|e| ("open source dir", e))?;
+            // The directories the walk planned the links in, or none: reopened by path (the
+            // walk let go of their handles), so checked to be the same directories.
+            let src = open_checked(src_root, &rel, ids.0).map_err(|e| ("open source dir", e))?;
             let dst = dst_root
-                .map(|d| open_dir_beneath(d, &rel))
+                .map(|d| open_checked(d, &rel, ids.1))
                 .transpose()
                 .map_err(|e| ("open replica dir", e))?;
             Ok::<_, (&'static str, io::Error)>((src, dst))
@@ -301,6 +313,7 @@ impl Walk<'_> {
         let mut made: HashSet<&OsString> = HashSet::new();
         let mut batch = Vec::new();
         let mut batch_bytes = 0u64;
+        let mut link_ids = None;
         for action in &actions {
             // A type change whose removal failed (the old entry, or its version, could not be
             // moved away) is not carried on: the new entry would be renamed over the old one.
@@ -325,7 +338,10 @@ impl Walk<'_> {
                         batch_bytes = 0;
                     }
                 }
-                Action::Link { .. } => self.links.push((state.rel.clone(), action.clone())),
+                Action::Link { .. } => {
+                    let ids = *link_ids.get_or_insert_with(|| dir_ids(&state));
+                    self.links.push((state.rel.clone(), ids, action.clone()));
+                }
                 _ => {
                     let ok = self.sink.apply(state.target(), action);
                     match (ok, action) {
