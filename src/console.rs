@@ -235,6 +235,52 @@ fn clock() -> String {
 }
 
 /// A record's key-values as text, in the order written.
+impl<W> People<W> {
+    /// Is this a change past the pass's first [`SHOWN_PER_PASS`], only counted? Told from
+    /// the few keys that decide it, without formatting the record: a copy pass's records
+    /// are nearly all such, and the logfile has formatted each already.
+    fn hidden(&self, record: &Record<'_>) -> bool {
+        if self.every || record.level() > Level::Info {
+            return false;
+        }
+        let mut g = Glance::default();
+        let _ = slog::KV::serialize(&record.kv(), record, &mut g);
+        match g.action.as_deref() {
+            Some(a) if a != "summary" && g.kind && g.bytes => {}
+            _ => return false,
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = seen.entry(g.trigger).or_default();
+        if counts.0 >= SHOWN_PER_PASS {
+            counts.1 += 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// What decides whether a record is a change (see `People::hidden`).
+#[derive(Default)]
+struct Glance {
+    action: Option<String>,
+    trigger: String,
+    kind: bool,
+    bytes: bool,
+}
+
+impl slog::Serializer for Glance {
+    fn emit_arguments(&mut self, key: Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
+        match key {
+            "action" => self.action = Some(val.to_string()),
+            "trigger" => self.trigger = val.to_string(),
+            "kind" => self.kind = true,
+            "bytes" => self.bytes = true,
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 struct Strings(Vec<(Key, String)>);
 
 impl slog::Serializer for Strings {
@@ -249,6 +295,9 @@ impl<W: Write> Drain for People<W> {
     type Err = Never;
 
     fn log(&self, record: &Record<'_>, _values: &OwnedKVList) -> Result<(), Never> {
+        if self.hidden(record) {
+            return Ok(());
+        }
         let mut kv = Strings(Vec::new());
         let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
         kv.0.reverse();
@@ -297,6 +346,47 @@ mod tests {
             ("trigger", "event"),
         ]);
         assert_eq!(r(&rename), "> d1/ -> d2/");
+    }
+
+    /// Through the drain, as records arrive: the changes past the first 20 are counted
+    /// without being formatted, and the summary says how many.
+    #[test]
+    fn records_past_the_first_changes_are_counted_by_the_drain() {
+        let p = People::new(Vec::new(), false, false);
+        let stat = slog::record_static!(Level::Info, "");
+        let none = OwnedKVList::from(slog::o!());
+        for i in 0..100u64 {
+            let path = format!("f{i}");
+            p.log(
+                &Record::new(
+                    &stat,
+                    &format_args!("copy"),
+                    slog::b!("action" => "copy", "path" => %path, "kind" => "file",
+                        "reason" => "new", "bytes" => i, "trigger" => "initial",
+                        "drift" => false),
+                ),
+                &none,
+            )
+            .unwrap();
+        }
+        p.log(
+            &Record::new(
+                &stat,
+                &format_args!("pass done"),
+                slog::b!("action" => "summary", "trigger" => "initial", "scanned" => 100u64,
+                    "created" => 100u64, "errors" => 0u64, "elapsed_ms" => 5u64),
+            ),
+            &none,
+        )
+        .unwrap();
+        let out = String::from_utf8(p.out.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), SHOWN_PER_PASS as usize + 1, "{out}");
+        assert!(lines[0].ends_with(" + f0"), "{out}");
+        assert!(
+            lines[20].ends_with("80 more changes in the logfile (-v shows each)"),
+            "{out}"
+        );
     }
 
     #[test]
