@@ -30,6 +30,9 @@ pub(crate) struct DirState {
     /// Does a file created in the replica directory inherit an ACL (it has a default ACL)?
     /// Asked once, at its first copy (see `copy::CopyOptions::bare_temp`).
     pub(crate) inherits_acl: OnceLock<bool>,
+    /// Queued subdirectories that open themselves through these handles (see
+    /// `walk::HELD_DIRS`); only the walker counts them.
+    pub(crate) queued: AtomicUsize,
 }
 
 impl DirState {
@@ -143,5 +146,6 @@ pub(crate) fn new_state(
         pending: AtomicUsize::new(1),
         touched: AtomicBool::new(touched),
         inherits_acl: OnceLock::new(),
+        queued: AtomicUsize::new(0),
     })
 }

@@ -35,6 +35,11 @@ use crate::tempname::is_temp_name;
 /// depth.
 const HELD_DEPTH: usize = 32;
 
+/// Directories whose handles queued subdirectories keep, at most, wherever they are: a walk
+/// that reads ahead works on several paths at once, and each would otherwise keep its levels'
+/// handles. Past this, subdirectories are reopened and checked as deep ones are.
+const HELD_DIRS: usize = 32;
+
 /// What a walk needs besides its sink.
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx<'a> {
@@ -57,6 +62,8 @@ pub(crate) struct Walk<'a> {
     /// Subdirectories taken off the stack, in the order they are worked on: being read ahead
     /// by the readers, or to be read here.
     ahead: VecDeque<Next>,
+    /// Directories whose handles queued subdirectories keep (see [`HELD_DIRS`]).
+    held: usize,
     /// The readers listing queued subdirectories ahead of the walker (a walk that writes),
     /// and how many subdirectories they are given at once.
     readers: Option<(Readers, usize)>,
@@ -88,6 +95,7 @@ enum Next {
     Ahead {
         rel: PathBuf,
         fresh: bool,
+        parent: Option<Arc<DirState>>,
         rx: Ahead,
     },
     /// Read by the walker when its turn comes.
@@ -123,6 +131,7 @@ pub(crate) fn walk<'a>(
                 stack: Vec::new(),
                 ahead: VecDeque::new(),
                 readers,
+                held: 0,
                 batch,
                 moved: Vec::new(),
                 dst_root: None,
@@ -366,7 +375,19 @@ impl Walk<'_> {
             .filter(|a| matches!(a, Action::Unsupported { .. } | Action::SkipSpecial { .. }))
             .map(Action::name)
             .collect();
-        let hold = state.rel.components().count() < HELD_DEPTH;
+        let subdirs = src
+            .entries
+            .iter()
+            .filter(|e| {
+                e.kind == Kind::Dir && !failed.contains(&e.name) && !left_out.contains(&e.name)
+            })
+            .count();
+        let hold =
+            subdirs > 0 && self.held < HELD_DIRS && state.rel.components().count() < HELD_DEPTH;
+        if hold {
+            self.held += 1;
+            state.queued.store(subdirs, Ordering::Relaxed);
+        }
         for e in src.entries.iter().rev() {
             if e.kind == Kind::Dir && !failed.contains(&e.name) && !left_out.contains(&e.name) {
                 let fresh = made.contains(&e.name);
@@ -536,18 +557,29 @@ impl Walk<'_> {
                 self.ahead.clear();
                 return;
             }
-            let (rel, fresh, opened) = match next {
-                Next::Ahead { rel, fresh, rx } => {
+            let (rel, fresh, parent, opened) = match next {
+                Next::Ahead {
+                    rel,
+                    fresh,
+                    parent,
+                    rx,
+                } => {
                     let opened = rx.recv().unwrap_or_else(|_| {
                         Err(("scan", io::Error::other("a reader thread stopped")))
                     });
-                    (rel, fresh, opened)
+                    (rel, fresh, parent, opened)
                 }
                 Next::Here(task) => {
                     let opened = self.open_here(&task);
-                    (task.rel, task.fresh, opened)
+                    (task.rel, task.fresh, task.parent, opened)
                 }
             };
+            // Opened: its parent's handles are needed by one subdirectory fewer.
+            if let Some(p) = parent
+                && p.queued.fetch_sub(1, Ordering::Relaxed) == 1
+            {
+                self.held -= 1;
+            }
             match opened {
                 Ok(Opened { src, dst, lists }) => {
                     let state = new_state(src, dst, rel, fresh);
@@ -581,8 +613,14 @@ impl Walk<'_> {
             let next = match &self.readers {
                 Some((r, _)) if task.scan => {
                     let (rel, fresh) = (task.rel.clone(), task.fresh);
+                    let parent = task.parent.clone();
                     match r.submit(task) {
-                        Ok(rx) => Next::Ahead { rel, fresh, rx },
+                        Ok(rx) => Next::Ahead {
+                            rel,
+                            fresh,
+                            parent,
+                            rx,
+                        },
                         Err(task) => Next::Here(task),
                     }
                 }

@@ -39,6 +39,32 @@ fn limit_fds(cmd: &mut std::process::Command, n: u64) {
     }
 }
 
+/// A binary tree `depth` levels deep, a file in every directory.
+fn wide_tree(at: &Path, depth: usize) {
+    write(at.join("f"), "f");
+    if depth > 0 {
+        for side in ["l", "r"] {
+            fs::create_dir(at.join(side)).unwrap();
+            wide_tree(&at.join(side), depth - 1);
+        }
+    }
+}
+
+/// Many paths at once (a read-ahead walk must not keep handles for each of them): 8,191
+/// directories 12 levels deep, mirrored and then checked under 128 descriptors.
+#[test]
+fn a_wide_deep_tree_mirrors_under_a_small_descriptor_limit() {
+    let env = Env::new();
+    wide_tree(&env.src, 12);
+    for limit in [256, 128] {
+        let mut once = env.cmd(&["--once", "--progress", "never", "-q"]);
+        limit_fds(&mut once, limit);
+        let out = once.output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{limit}: {}", describe(&out));
+        assert_mirrored(&env.src, &env.rep);
+    }
+}
+
 #[test]
 fn a_thousand_levels_with_siblings_mirror_and_remove_under_256_descriptors() {
     let env = Env::new();
