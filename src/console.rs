@@ -234,7 +234,6 @@ fn clock() -> String {
     format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
 }
 
-/// A record's key-values as text, in the order written.
 impl<W> People<W> {
     /// Is this a change past the pass's first [`SHOWN_PER_PASS`], only counted? Told from
     /// the few keys that decide it, without formatting the record: a copy pass's records
@@ -281,6 +280,7 @@ impl slog::Serializer for Glance {
     }
 }
 
+/// A record's key-values as text, in the order written.
 struct Strings(Vec<(Key, String)>);
 
 impl slog::Serializer for Strings {

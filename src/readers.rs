@@ -68,17 +68,33 @@ pub(crate) fn list_pair(
         listing
     };
     match (dst, names) {
-        (Some(d), Some(names)) if names.len() >= SPLIT_NAMES => std::thread::scope(|s| {
-            let half = s.spawn(|| replica(d, names));
-            let src_list = source();
-            let dst_list = half.join().map_err(|_| {
-                (
-                    "scan replica",
-                    io::Error::other("the replica listing thread panicked"),
-                )
-            })?;
-            Ok((src_list?, dst_list))
-        }),
+        (Some(d), Some(names)) if names.len() >= SPLIT_NAMES => {
+            let names = Mutex::new(Some(names));
+            let take = || {
+                names
+                    .lock()
+                    .ok()
+                    .and_then(|mut n| n.take())
+                    .unwrap_or_default()
+            };
+            std::thread::scope(|s| {
+                // Where no thread can be started (a thread limit), the replica half is read here.
+                let half = std::thread::Builder::new()
+                    .name("replwatch-reader".into())
+                    .spawn_scoped(s, || replica(d, take()));
+                let src_list = source();
+                let dst_list = match half {
+                    Ok(h) => h.join().map_err(|_| {
+                        (
+                            "scan replica",
+                            io::Error::other("the replica listing thread panicked"),
+                        )
+                    })?,
+                    Err(_) => replica(d, take()),
+                };
+                Ok((src_list?, dst_list))
+            })
+        }
         (Some(d), Some(names)) => {
             let dst_list = replica(d, names);
             Ok((source()?, dst_list))
@@ -215,8 +231,17 @@ impl Readers {
                             Err(_) => return,
                         };
                         let Ok((req, reply)) = next else { return };
+                        // A bug in one directory's reading is that directory's fault, never the
+                        // walk's end: the walker reports it and leaves the directory alone.
+                        let outcome =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                read(roots, &req, plan)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(("scan", io::Error::other("the reader thread panicked")))
+                            });
                         // A walk that stopped dropped the receiver: nothing to tell.
-                        let _ = reply.send(read(roots, &req, plan));
+                        let _ = reply.send(outcome);
                     }
                 });
             // Without it, requests wait for the readers that did start, or the walker reads
