@@ -340,16 +340,13 @@ impl Live<'_> {
                         humantime::format_duration(self.config.interval);
                         "action" => "watch-depth", "watched" => cov.dirs - missing,
                         "unwatched" => missing);
-                    for rel in cov.unwatched.iter().take(1000) {
-                        debug!(self.log, "not watched"; "path" => %rel.display());
-                    }
-                    return;
+                } else {
+                    warn!(self.log, "the inotify watch limit stopped the watcher: {} of {} directories are watched; changes in the other {} are mirrored by the full pass every {}, which also tries the watcher again; {}",
+                        cov.dirs - missing, cov.dirs, missing,
+                        humantime::format_duration(self.config.interval), WATCH_LIMIT_HINT;
+                        "action" => "watch-limit", "watched" => cov.dirs - missing,
+                        "unwatched" => missing);
                 }
-                warn!(self.log, "the inotify watch limit stopped the watcher: {} of {} directories are watched; changes in the other {} are mirrored by the full pass every {}, which also tries the watcher again; {}",
-                    cov.dirs - missing, cov.dirs, missing,
-                    humantime::format_duration(self.config.interval), WATCH_LIMIT_HINT;
-                    "action" => "watch-limit", "watched" => cov.dirs - missing,
-                    "unwatched" => missing);
                 for rel in cov.unwatched.iter().take(1000) {
                     debug!(self.log, "not watched"; "path" => %rel.display());
                 }
@@ -358,6 +355,15 @@ impl Live<'_> {
                 warn!(self.log, "the inotify watch limit stopped the watcher: changes in some directories are mirrored by the full pass every {}, which also tries the watcher again; {}",
                     humantime::format_duration(self.config.interval), WATCH_LIMIT_HINT;
                     "action" => "watch-limit", "error" => %e);
+            }
+        }
+    }
+
+    /// Walk whole, with the next batch, the directories a watcher error names.
+    fn look_into(&mut self, paths: &[std::path::PathBuf]) {
+        for p in paths {
+            if let Ok(rel) = p.strip_prefix(&self.config.source) {
+                self.queue.add(watch::Hint::Tree(rel.to_path_buf()));
             }
         }
     }
@@ -384,22 +390,14 @@ impl Live<'_> {
                 self.too_deep = true;
                 self.limit_reported = false;
                 debug!(self.log, "too deep to watch"; "error" => %e);
-                for p in &e.paths {
-                    if let Ok(rel) = p.strip_prefix(&self.config.source) {
-                        self.queue.add(watch::Hint::Tree(rel.to_path_buf()));
-                    }
-                }
+                self.look_into(&e.paths);
             }
             Err(e) if !e.paths.is_empty() => {
                 // A directory the watcher could not watch (unreadable, or moved away while it
                 // was being added): look at it, and at its parent, now. Watching it is the
                 // watcher's; mirroring it is ours.
                 warn!(self.log, "watcher error; comparing the directories it names"; "error" => %e);
-                for p in &e.paths {
-                    if let Ok(rel) = p.strip_prefix(&self.config.source) {
-                        self.queue.add(watch::Hint::Tree(rel.to_path_buf()));
-                    }
-                }
+                self.look_into(&e.paths);
             }
             Err(e) if watch::is_vanished(&e) && !self.queue.is_empty() => {
                 // The watcher found a directory it was adding gone or no longer a directory:

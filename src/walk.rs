@@ -1,9 +1,10 @@
-//! The tree walk: one directory pair at a time, scan both sides, plan, hand the actions to a
-//! sink (through the executor's workers for copies), and queue the subdirectories to descend.
+//! The tree walk: one directory pair after another (listed ahead by `readers`), scan both
+//! sides, plan, hand the actions to a sink (through the executor's workers for copies), and
+//! queue the subdirectories to descend.
 //!
 //! A full pass walks the whole tree; a batch compares the directories watcher events pointed
-//! at and walks whole only what is new. Memory is bounded by the largest directory and the
-//! depth, never the whole tree.
+//! at and walks whole only what is new. Memory is bounded by the few largest directories being
+//! listed and the depth, never the whole tree.
 
 use std::collections::{HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
@@ -375,40 +376,40 @@ impl Walk<'_> {
             .filter(|a| matches!(a, Action::Unsupported { .. } | Action::SkipSpecial { .. }))
             .map(Action::name)
             .collect();
-        let subdirs = src
+        let subdirs: Vec<&Entry> = src
             .entries
             .iter()
+            .rev()
             .filter(|e| {
                 e.kind == Kind::Dir && !failed.contains(&e.name) && !left_out.contains(&e.name)
             })
-            .count();
-        let hold =
-            subdirs > 0 && self.held < HELD_DIRS && state.rel.components().count() < HELD_DEPTH;
+            .collect();
+        let hold = !subdirs.is_empty()
+            && self.held < HELD_DIRS
+            && state.rel.components().count() < HELD_DEPTH;
         if hold {
             self.held += 1;
-            state.queued.store(subdirs, Ordering::Relaxed);
+            state.queued.store(subdirs.len(), Ordering::Relaxed);
         }
-        for e in src.entries.iter().rev() {
-            if e.kind == Kind::Dir && !failed.contains(&e.name) && !left_out.contains(&e.name) {
-                let fresh = made.contains(&e.name);
-                let rel = state.rel.join(&e.name);
-                let queued_deep = self.batch.is_some_and(|b| b.deep.contains(&rel));
-                let dst_id = dst
-                    .entries
-                    .binary_search_by(|d| d.name.cmp(&e.name))
-                    .ok()
-                    .map(|i| &dst.entries[i])
-                    .filter(|d| d.kind == Kind::Dir)
-                    .map(|d| (d.dev, d.ino));
-                self.stack.push(Request {
-                    parent: hold.then(|| Arc::clone(&state)),
-                    rel,
-                    ids: ((e.dev, e.ino), dst_id),
-                    fresh,
-                    scan: deep || fresh || queued_deep,
-                    name: e.name.clone(),
-                });
-            }
+        for e in subdirs {
+            let fresh = made.contains(&e.name);
+            let rel = state.rel.join(&e.name);
+            let queued_deep = self.batch.is_some_and(|b| b.deep.contains(&rel));
+            let dst_id = dst
+                .entries
+                .binary_search_by(|d| d.name.cmp(&e.name))
+                .ok()
+                .map(|i| &dst.entries[i])
+                .filter(|d| d.kind == Kind::Dir)
+                .map(|d| (d.dev, d.ino));
+            self.stack.push(Request {
+                parent: hold.then(|| Arc::clone(&state)),
+                rel,
+                ids: ((e.dev, e.ino), dst_id),
+                fresh,
+                scan: deep || fresh || queued_deep,
+                name: e.name.clone(),
+            });
         }
         release(self.sink, &state, self.ctx.plan);
     }

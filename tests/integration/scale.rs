@@ -104,22 +104,21 @@ fn long_chain(root: &Path, levels: usize) {
         .unwrap();
         rustix::io::write(&f, format!("level {i}").as_bytes()).unwrap();
         mkdirat(&cur, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
-        cur = openat(
-            &cur,
-            name.as_str(),
-            OFlags::DIRECTORY | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .unwrap();
+        cur = subdir(&cur, &name).unwrap();
     }
+}
+
+/// Open directory `name` in `dir` (a path of `long_chain` is too long to be used whole).
+fn subdir(dir: &rustix::fd::OwnedFd, name: &str) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, openat};
+    openat(dir, name, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
 }
 
 /// Does the chain under `root` hold what `long_chain` made, at every level?
 fn chain_levels(root: &Path) -> usize {
     use rustix::fs::{Mode, OFlags, openat};
     let name = "n".repeat(200);
-    let mut cur =
-        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    let mut cur = chain_dir(root, 0);
     let mut level = 0;
     loop {
         let Ok(f) = openat(&cur, "f", OFlags::RDONLY, Mode::empty()) else {
@@ -129,12 +128,7 @@ fn chain_levels(root: &Path) -> usize {
         let n = rustix::io::read(&f, &mut buf).unwrap();
         assert_eq!(&buf[..n], format!("level {level}").as_bytes());
         level += 1;
-        match openat(
-            &cur,
-            name.as_str(),
-            OFlags::DIRECTORY | OFlags::RDONLY,
-            Mode::empty(),
-        ) {
+        match subdir(&cur, &name) {
             Ok(next) => cur = next,
             Err(_) => return level,
         }
@@ -317,18 +311,12 @@ fn a_growing_log_costs_its_new_bytes_in_live_mode() {
 /// Open the directory `levels` deep in a `long_chain` (through handles: its path is too long
 /// to be used whole).
 fn chain_dir(root: &Path, levels: usize) -> rustix::fd::OwnedFd {
-    use rustix::fs::{Mode, OFlags, openat};
+    use rustix::fs::{Mode, OFlags};
     let name = "n".repeat(200);
     let mut cur =
         rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
     for _ in 0..levels {
-        cur = openat(
-            &cur,
-            name.as_str(),
-            OFlags::DIRECTORY | OFlags::RDONLY,
-            Mode::empty(),
-        )
-        .unwrap();
+        cur = subdir(&cur, &name).unwrap();
     }
     cur
 }
